@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Installs what the tests need, and only what is missing (safe to run again):
+#   redis-server    Debian package
+#   consul          Consul v1.14.11 built from the tools module tools/consul through
+#                   the Go module proxy, into ${GATEWAY_TOOLS:-$HOME/.cache/gateway-tools}
+#   docker-compose  Debian package (for the compose file check)
+#
+# With arguments, installs only those Debian packages instead (`make bench` runs
+# `scripts/install-tools.sh wrk`).
+#
+# With CI=true anything still missing afterwards fails the run (exit 1); otherwise
+# a missing docker-compose is only a warning.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+tools_dir=${GATEWAY_TOOLS:-$HOME/.cache/gateway-tools}
+ci=${CI:-false}
+
+say() { echo "install-tools: $*"; }
+
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ]; then
+	sudo_cmd=(sudo)
+fi
+
+apt_updated=false
+# apt_install PKG...: installs Debian packages, running apt-get update once first.
+apt_install() {
+	if ! command -v apt-get >/dev/null 2>&1; then
+		say "apt-get not found: install $* yourself"
+		return 1
+	fi
+	if [ "$apt_updated" = false ]; then
+		say "apt-get update"
+		"${sudo_cmd[@]}" apt-get update -qq || return 1
+		apt_updated=true
+	fi
+	say "apt-get install -y $*"
+	"${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" || return 1
+}
+
+# need_command CMD [PKG]: installs Debian package PKG (default CMD) when CMD is missing.
+need_command() {
+	local cmd=$1 pkg=${2:-$1}
+	if command -v "$cmd" >/dev/null 2>&1; then
+		say "$cmd: $(command -v "$cmd")"
+		return 0
+	fi
+	apt_install "$pkg" && command -v "$cmd" >/dev/null 2>&1
+}
+
+if [ $# -gt 0 ]; then
+	for pkg in "$@"; do
+		need_command "$pkg" || { say "FAILED: $pkg could not be installed"; exit 1; }
+	done
+	exit 0
+fi
+
+missing=()
+
+need_command redis-server || missing+=(redis-server)
+
+# consul: rebuilt when absent or not the version that tools/consul/go.mod pins.
+want=$(grep -oE 'github.com/hashicorp/consul v[^ ]+' "$root/tools/consul/go.mod" | head -n1 | cut -d' ' -f2)
+consul_bin=$tools_dir/consul
+have=$("$consul_bin" version 2>/dev/null | head -n1 | cut -d' ' -f2 || true)
+if [ "$have" = "$want" ]; then
+	say "consul: $consul_bin ($have)"
+else
+	say "consul: building $want into $consul_bin (takes a few minutes the first time)"
+	mkdir -p "$tools_dir"
+	start=$(date +%s)
+	if (cd "$root/tools/consul" && GOWORK=off GOFLAGS=-mod=readonly \
+		go build -o "$consul_bin.tmp" github.com/hashicorp/consul); then
+		mv "$consul_bin.tmp" "$consul_bin"
+		say "consul: built in $(($(date +%s) - start))s: $("$consul_bin" version | head -n1)"
+	else
+		rm -f "$consul_bin.tmp"
+		say "consul: build FAILED"
+		missing+=(consul)
+	fi
+fi
+
+if ! need_command docker-compose; then
+	if [ "$ci" = true ]; then
+		missing+=(docker-compose)
+	else
+		say "warning: docker-compose not installed; only the compose file check needs it"
+	fi
+fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+	say "missing: ${missing[*]}"
+	if [ "$ci" = true ]; then
+		exit 1
+	fi
+	say "tests that need them will fail"
+fi
