@@ -48,8 +48,9 @@ func TestRedisPingStopStart(t *testing.T) {
 
 	addr := r.Addr
 	r.Stop()
-	r.Stop()                                  // idempotent
-	if _, err := redisPID(addr); err == nil { // raw probe: go-redis would log its dial failures
+	r.Stop() // idempotent
+	// A raw probe: go-redis would log its failed dials.
+	if _, err := redisPID(addr); err == nil {
 		t.Fatal("PING after Stop succeeded")
 	}
 
