@@ -1,0 +1,55 @@
+# The embedded default that `gateway dev` serves: demo backends started by the process
+# itself (their addresses arrive through env()), a memory-backed everything, no Consul,
+# no Redis. Copy it as a starting point for your own config.
+
+gateway {
+  address          = env("GATEWAY_ADDR", "127.0.0.1:8080")
+  shutdown_timeout = "5s"
+}
+
+admin {
+  address = env("GATEWAY_ADMIN_ADDR", "127.0.0.1:9901")
+}
+
+log {
+  level  = "info"
+  format = "dev"
+}
+
+service "demo" {
+  load_balancer = "round_robin"
+  timeout       = "5s"
+  instance { address = env("DEV_DEMO_1") }
+  instance { address = env("DEV_DEMO_2") }
+}
+
+service "users" {
+  load_balancer = "least_conn"
+  timeout       = "5s"
+  instance { address = env("DEV_USERS_1") }
+}
+
+# A static path.
+route "hello" {
+  methods = ["GET"]
+  path    = "/hello"
+  service = "demo"
+}
+
+# A :param segment; /api is stripped before the request goes upstream.
+route "user" {
+  methods      = ["GET", "PUT", "DELETE"]
+  path         = "/api/users/:id"
+  service      = "users"
+  strip_prefix = "/api"
+  cors {
+    allowed_origins = ["http://localhost:3000"]
+    allowed_methods = ["GET", "PUT", "DELETE"]
+  }
+}
+
+# A trailing wildcard.
+route "static" {
+  path    = "/static/*"
+  service = "demo"
+}

@@ -1,0 +1,266 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// buildGateway compiles the real binary once per test run.
+var buildOnce = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "gateway-bin")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "gateway")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+func gatewayBinary(t *testing.T) string {
+	t.Helper()
+	bin, err := buildOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
+	var started sync.WaitGroup
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started.Done()
+		time.Sleep(1500 * time.Millisecond)
+		_, _ = io.WriteString(w, "done")
+	}))
+	defer slow.Close()
+
+	dir := t.TempDir()
+	addr, admin := freeAddr(t), freeAddr(t)
+	cfg := fmt.Sprintf(`
+gateway {
+  address = %q
+  shutdown_timeout = "10s"
+}
+admin { address = %q }
+service "slow" {
+  timeout = "10s"
+  instance { address = %q }
+}
+route "slow" {
+  path = "/slow"
+  service = "slow"
+}`, addr, admin, strings.TrimPrefix(slow.URL, "http://"))
+	path := filepath.Join(dir, "gw.hcl")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(gatewayBinary(t), "run", "-config", path)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.Stdout = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill() }()
+
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get("http://" + admin + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			t.Fatalf("gateway never became ready: %v\n%s", err, stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	const n = 8
+	started.Add(n)
+	results := make(chan string, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			resp, err := http.Get("http://" + addr + "/slow")
+			if err != nil {
+				results <- err.Error()
+				return
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			results <- fmt.Sprintf("%d %s", resp.StatusCode, b)
+		}()
+	}
+	started.Wait() // every request is at the backend
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// While draining, the listener stops accepting: new connections are refused soon.
+	refused := false
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			refused = true
+			break
+		}
+		c.Close()
+	}
+	if !refused {
+		t.Error("the listener kept accepting after SIGTERM")
+	}
+	for i := 0; i < n; i++ {
+		if r := <-results; r != "200 done" {
+			t.Errorf("in-flight request: %s", r)
+		}
+	}
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- cmd.Wait() }()
+	select {
+	case err := <-waitErr:
+		if err != nil {
+			t.Fatalf("exit: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("gateway did not exit")
+	}
+	if !strings.Contains(stderr.String(), "shutdown begun") {
+		t.Errorf("no shutdown log line:\n%s", stderr.String())
+	}
+}
+
+func TestValidateCommand(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.hcl")
+	bad := filepath.Join(dir, "bad.hcl")
+	_ = os.WriteFile(good, []byte(`
+service "a" {
+  instance { address = "127.0.0.1:9000" }
+}
+route "r" {
+  path = "/x"
+  service = "a"
+}`), 0o600)
+	_ = os.WriteFile(bad, []byte(`
+service "a" {
+  instance { address = "127.0.0.1:9000" }
+  timeout = "ten seconds"
+}
+route "r" {
+  path = "/x"
+  service = "missing"
+}`), 0o600)
+
+	var out, errb bytes.Buffer
+	if code := run([]string{"validate", "-config", good}, &out, &errb); code != 0 {
+		t.Fatalf("good config: exit %d: %s", code, errb.String())
+	}
+	out.Reset()
+	errb.Reset()
+	if code := run([]string{"validate", "-config", bad}, &out, &errb); code != 1 {
+		t.Fatalf("bad config: exit %d", code)
+	}
+	lines := strings.Split(strings.TrimSpace(errb.String()), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], bad+":4:") || !strings.HasPrefix(lines[1], bad+":8:") {
+		t.Fatalf("diagnostics:\n%s", errb.String())
+	}
+	// Features of later issues are refused, not ignored.
+	later := filepath.Join(dir, "later.hcl")
+	_ = os.WriteFile(later, []byte(`
+redis {
+  address = "127.0.0.1:6379"
+}
+service "a" {
+  instance { address = "127.0.0.1:9000" }
+}
+route "r" {
+  path = "/x"
+  service = "a"
+}`), 0o600)
+	errb.Reset()
+	if code := run([]string{"validate", "-config", later}, &out, &errb); code != 1 || !strings.Contains(errb.String(), later+":2:1: ") || !strings.Contains(errb.String(), "not supported yet") {
+		t.Fatalf("later feature: %s", errb.String())
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var out bytes.Buffer
+	if code := run([]string{"version"}, &out, io.Discard); code != 0 || !strings.HasPrefix(out.String(), "gateway ") {
+		t.Fatalf("%d %q", code, out.String())
+	}
+}
+
+func TestDevServes(t *testing.T) {
+	t.Setenv("GATEWAY_ADDR", freeAddr(t))
+	t.Setenv("GATEWAY_ADMIN_ADDR", freeAddr(t))
+	cmd := exec.Command(gatewayBinary(t), "dev")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.Stdout = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	}
+	defer stop()
+	base := "http://" + os.Getenv("GATEWAY_ADDR")
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	for _, path := range []string{"/hello", "/api/users/42", "/static/css/site.css"} {
+		for {
+			resp, err := http.Get(base + path)
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					t.Fatalf("%s: %d %s", path, resp.StatusCode, b)
+				}
+				break
+			}
+			if ctx.Err() != nil {
+				stop()
+				t.Fatalf("%s: %v\n%s", path, err, stderr.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	stop()
+	if !strings.Contains(stderr.String(), "curl -i "+base+"/hello") {
+		t.Fatalf("dev did not print curl lines:\n%s", stderr.String())
+	}
+}

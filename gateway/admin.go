@@ -1,0 +1,98 @@
+package gateway
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// AdminHandler serves /healthz, /readyz, /metrics, /admin/routes and /admin/services.
+func (g *Gateway) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if ok, why := g.Ready(); !ok {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": why})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g.metrics.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /admin/routes", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, g.routeInfo())
+	})
+	mux.HandleFunc("GET /admin/services", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, g.serviceInfo())
+	})
+	return mux
+}
+
+// RouteInfo is one row of /admin/routes.
+type RouteInfo struct {
+	Name    string   `json:"name"`
+	Hosts   []string `json:"hosts"`
+	Methods []string `json:"methods"`
+	Path    string   `json:"path"`
+	Service string   `json:"service"`
+}
+
+// ServiceInfo is one row of /admin/services.
+type ServiceInfo struct {
+	Name      string         `json:"name"`
+	Source    string         `json:"source"`
+	Instances []InstanceInfo `json:"instances"`
+}
+
+// InstanceInfo describes one instance in /admin/services.
+type InstanceInfo struct {
+	ID       string            `json:"id"`
+	Address  string            `json:"address"`
+	Healthy  bool              `json:"healthy"`
+	Weight   int               `json:"weight"`
+	InFlight int64             `json:"in_flight"`
+	Breaker  string            `json:"breaker"`
+	Tags     []string          `json:"tags,omitempty"`
+	Meta     map[string]string `json:"meta,omitempty"`
+}
+
+func (g *Gateway) routeInfo() []RouteInfo {
+	out := make([]RouteInfo, 0, len(g.routes))
+	for _, rt := range g.routes {
+		c := rt.Config
+		out = append(out, RouteInfo{Name: c.Name, Hosts: nonNil(c.Hosts), Methods: nonNil(c.Methods), Path: c.Path, Service: c.Service})
+	}
+	return out
+}
+
+func (g *Gateway) serviceInfo() []ServiceInfo {
+	out := make([]ServiceInfo, 0, len(g.svcOrder))
+	for _, s := range g.svcOrder {
+		si := ServiceInfo{Name: s.Name, Source: s.Source, Instances: []InstanceInfo{}}
+		for _, e := range s.Set.Endpoints() {
+			si.Instances = append(si.Instances, InstanceInfo{
+				ID: e.ID, Address: e.Address, Healthy: true, Weight: e.Weight,
+				InFlight: e.InFlight(), Breaker: "none", Tags: e.Tags, Meta: e.Meta,
+			})
+		}
+		out = append(out, si)
+	}
+	return out
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,164 @@
+package gateway
+
+import (
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics holds the gateway's Prometheus collectors, registered on a registry of its own
+// (no global registry, so two gateways in one process don't collide).
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	requests         *prometheus.CounterVec
+	requestDuration  *prometheus.HistogramVec
+	upstreamRequests *prometheus.CounterVec
+	upstreamDuration *prometheus.HistogramVec
+	upstreamRetries  *prometheus.CounterVec
+	instances        *prometheus.GaugeVec
+	breakerState     *prometheus.GaugeVec
+	breakerTrans     *prometheus.CounterVec
+
+	reqCounters cache[reqKey, prometheus.Counter]
+	upCounters  cache[upKey, prometheus.Counter]
+}
+
+type reqKey struct {
+	route, method string
+	code          int
+}
+
+type upKey struct{ service, instance, outcome string }
+
+// NewMetrics creates and registers the core collectors.
+func NewMetrics() *Metrics {
+	m := &Metrics{Registry: prometheus.NewRegistry()}
+	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gateway_requests_total", Help: "Requests answered, by route, method and status code.",
+	}, []string{"route", "method", "code"})
+	m.requestDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "gateway_request_duration_seconds", Help: "Time from request to the end of the response, by route.",
+		Buckets: prometheus.DefBuckets,
+	}, []string{"route"})
+	m.upstreamRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gateway_upstream_requests_total", Help: "Upstream attempts by service, instance and outcome.",
+	}, []string{"service", "instance", "outcome"})
+	m.upstreamDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "gateway_upstream_request_duration_seconds", Help: "Upstream time to response headers, by service.",
+		Buckets: prometheus.DefBuckets,
+	}, []string{"service"})
+	m.upstreamRetries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gateway_upstream_retries_total", Help: "Retries sent upstream, by service.",
+	}, []string{"service"})
+	m.instances = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "gateway_service_instances", Help: "Healthy instances by service.",
+	}, []string{"service"})
+	m.breakerState = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "gateway_circuit_breaker_state", Help: "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
+	}, []string{"service", "instance"})
+	m.breakerTrans = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gateway_circuit_breaker_transitions_total", Help: "Circuit breaker transitions by target state.",
+	}, []string{"service", "instance", "to"})
+	m.Registry.MustRegister(m.requests, m.requestDuration, m.upstreamRequests, m.upstreamDuration,
+		m.upstreamRetries, m.instances, m.breakerState, m.breakerTrans)
+	return m
+}
+
+// request counts one answered request. Standard methods are labelled as they are, anything
+// else as OTHER, so a client cannot blow up the label set.
+func (m *Metrics) request(route, method string, code int) {
+	k := reqKey{route, metricMethod(method), code}
+	c, ok := m.reqCounters.get(k)
+	if !ok {
+		c = m.reqCounters.put(k, m.requests.WithLabelValues(k.route, k.method, strconv.Itoa(code)))
+	}
+	c.Inc()
+}
+
+func (m *Metrics) upstream(service, instance, outcome string) {
+	k := upKey{service, instance, outcome}
+	c, ok := m.upCounters.get(k)
+	if !ok {
+		c = m.upCounters.put(k, m.upstreamRequests.WithLabelValues(service, instance, outcome))
+	}
+	c.Inc()
+}
+
+// subscribe keeps gauges in step with events.
+func (m *Metrics) subscribe(ev *Events) {
+	ev.Subscribe(func(e Event) {
+		switch e := e.(type) {
+		case InstanceSetChanged:
+			m.instances.WithLabelValues(e.Service).Set(float64(e.Healthy))
+		case BreakerStateChanged:
+			m.breakerState.WithLabelValues(e.Service, e.Instance).Set(breakerGauge(e.To))
+			m.breakerTrans.WithLabelValues(e.Service, e.Instance, e.To).Inc()
+		}
+	})
+}
+
+func breakerGauge(state string) float64 {
+	switch state {
+	case "half_open":
+		return 1
+	case "open":
+		return 2
+	}
+	return 0
+}
+
+func metricMethod(m string) string {
+	switch m {
+	case "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE":
+		return m
+	}
+	return "OTHER"
+}
+
+// cache is a read-mostly map read without locks: a copy-on-write map behind an
+// atomic pointer. Label lookups on the hot path then cost one map read and no allocation.
+type cache[K comparable, V any] struct {
+	mu sync.Mutex
+	m  atomic.Pointer[map[K]V]
+}
+
+func (c *cache[K, V]) get(k K) (V, bool) {
+	if m := c.m.Load(); m != nil {
+		v, ok := (*m)[k]
+		return v, ok
+	}
+	var zero V
+	return zero, false
+}
+
+func (c *cache[K, V]) put(k K, v V) V {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.m.Load()
+	if old != nil {
+		if existing, ok := (*old)[k]; ok {
+			return existing
+		}
+	}
+	n := make(map[K]V, 1+lenOf(old))
+	if old != nil {
+		for kk, vv := range *old {
+			n[kk] = vv
+		}
+	}
+	n[k] = v
+	c.m.Store(&n)
+	return v
+}
+
+func lenOf[K comparable, V any](m *map[K]V) int {
+	if m == nil {
+		return 0
+	}
+	return len(*m)
+}

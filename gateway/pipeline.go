@@ -1,0 +1,124 @@
+package gateway
+
+import (
+	"fmt"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/infinityxone/gateway/gateway/router"
+)
+
+// Handler serves one exchange. Every stage of a route's pipeline is a Handler wrapping
+// the next one.
+type Handler interface{ Serve(x *Exchange) }
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(x *Exchange)
+
+// Serve calls f(x).
+func (f HandlerFunc) Serve(x *Exchange) { f(x) }
+
+// Stage builds one step of a route's pipeline around next. A stage that does not apply to
+// the route returns next unchanged. Stages run in the order DESIGN.md gives; a later
+// feature adds its stage to Gateway.stages in the right place.
+type Stage func(rt *Route, next Handler) Handler
+
+// ServeHTTP is the gateway's front: recover, request id, access log and metrics, path
+// normalisation and routing; then the route's own pipeline.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	x := g.pool.Get().(*Exchange)
+	x.W.reset(w)
+	x.R = r
+	x.Start = time.Now()
+	defer g.finish(x)
+
+	if id := r.Header.Get("X-Request-Id"); validRequestID(id) {
+		x.RequestID = id
+	} else {
+		x.RequestID = g.ids.next()
+		r.Header["X-Request-Id"] = []string{x.RequestID}
+	}
+	w.Header()["X-Request-Id"] = []string{x.RequestID}
+	x.ClientIP = g.trusted.forwarded(r, remoteAddr(r))
+
+	if g.maxBody > 0 && r.Body != nil && r.Body != http.NoBody {
+		if r.ContentLength > g.maxBody {
+			x.Fail(ErrBodyTooLarge)
+			return
+		}
+		r.Body = http.MaxBytesReader(x.W, r.Body, g.maxBody)
+	}
+
+	raw := rawPath(r)
+	path, ok := router.Normalize(raw)
+	if !ok {
+		x.Fail(ErrBadPath)
+		return
+	}
+	x.Path = path
+	res := g.table.Match(r.Host, r.Method, path)
+	switch res.Status {
+	case router.Found:
+		x.Route = g.routes[res.Route]
+		x.Route.handler.Serve(x)
+	case router.MethodNotAllowed:
+		// A CORS preflight is answered for a route with a cors block whatever its methods.
+		if isPreflight(r) {
+			pre := g.table.Match(r.Host, r.Header.Get("Access-Control-Request-Method"), path)
+			if pre.Status == router.Found && g.routes[pre.Route].cors != nil {
+				x.Route = g.routes[pre.Route]
+				g.routes[pre.Route].cors.preflight(x)
+				return
+			}
+		}
+		x.W.Header().Set("Allow", res.Allow)
+		x.Fail(ErrMethodNotAllowed)
+	default:
+		x.Fail(ErrNotFound)
+	}
+}
+
+// rawPath is the request's path as the client wrote it (escapes intact).
+func rawPath(r *http.Request) string {
+	if u := r.RequestURI; u != "" && u[0] == '/' {
+		if i := strings.IndexByte(u, '?'); i >= 0 {
+			return u[:i]
+		}
+		return u
+	}
+	return r.URL.EscapedPath()
+}
+
+// finish recovers a panic into a 500, then writes the access log and metrics and
+// returns the exchange to the pool.
+func (g *Gateway) finish(x *Exchange) {
+	p := recover()
+	if p != nil && p != http.ErrAbortHandler {
+		err := fmt.Errorf("panic: %v", p)
+		g.log.Error("panic while serving a request", "error", err, "request_id", x.RequestID, "stack", string(debug.Stack()))
+		if !x.W.wroteHeader && !x.W.hijacked {
+			x.FailWith(apiError{http.StatusInternalServerError, codeInternal, "internal error"})
+			p = nil // answered: the connection lives on
+		} else {
+			p = http.ErrAbortHandler
+		}
+	}
+	end := time.Now()
+	route := ""
+	if x.Route != nil {
+		route = x.Route.Name
+		x.Route.duration.Observe(end.Sub(x.Start).Seconds())
+	}
+	g.metrics.request(route, x.R.Method, x.W.Status())
+	if g.accessLog != nil {
+		g.accessLog.Log(x, end)
+	}
+	x.reset()
+	g.pool.Put(x)
+	if p != nil {
+		panic(p) // http.ErrAbortHandler: net/http drops the connection quietly
+	}
+}
+

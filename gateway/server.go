@@ -1,0 +1,118 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+)
+
+// Run serves until ctx is cancelled (SIGTERM/SIGINT in main), then drains: /readyz turns
+// 503, the listener stops accepting, and in-flight requests get shutdown_timeout to
+// finish. It returns nil after a clean drain.
+func (g *Gateway) Run(ctx context.Context) error {
+	gc := g.cfg.Gateway
+	ln, err := net.Listen("tcp", gc.Address)
+	if err != nil {
+		return err
+	}
+	aln, err := net.Listen("tcp", g.cfg.Admin.Address)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	srv := &http.Server{
+		Handler:           g,
+		ReadHeaderTimeout: gc.ReadHeaderTimeout,
+		IdleTimeout:       gc.IdleTimeout,
+		MaxHeaderBytes:    gc.MaxHeaderBytes,
+		TLSConfig:         g.tlsConf,
+		ErrorLog:          g.log.Named("http").StandardLogger(nil),
+	}
+	admin := &http.Server{
+		Handler:           g.AdminHandler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          g.log.Named("admin").StandardLogger(nil),
+	}
+	a, aa := ln.Addr().String(), aln.Addr().String()
+	g.addr.Store(&a)
+	g.admin.Store(&aa)
+
+	errc := make(chan error, 2)
+	go func() {
+		var err error
+		if g.tlsConf != nil {
+			err = srv.ServeTLS(ln, "", "")
+		} else {
+			err = srv.Serve(ln)
+		}
+		errc <- err
+	}()
+	go func() { errc <- admin.Serve(aln) }()
+	scheme := "http"
+	if g.tlsConf != nil {
+		scheme = "https"
+	}
+	g.log.Info("listening", "address", scheme+"://"+a, "admin", "http://"+aa)
+	close(g.started)
+
+	select {
+	case err := <-errc:
+		// A listener failed on its own: stop the other one and report.
+		_ = srv.Close()
+		_ = admin.Close()
+		g.closeLogs()
+		return err
+	case <-ctx.Done():
+	}
+
+	timeout := g.cfg.Gateway.ShutdownTimeout
+	g.draining.Store(true)
+	g.events.Publish(ShutdownBegun{Reason: "signal", Timeout: timeout})
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	err = srv.Shutdown(sctx)
+	if err != nil {
+		g.log.Warn("shutdown timeout passed with requests in flight; closing them", "error", err)
+		_ = srv.Close()
+	} else {
+		g.log.Info("drained")
+	}
+	actx, acancel := context.WithTimeout(context.Background(), time.Second)
+	defer acancel()
+	_ = admin.Shutdown(actx)
+	g.closeLogs()
+	if errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
+func (g *Gateway) closeLogs() {
+	if g.accessLog != nil {
+		g.accessLog.Close()
+	}
+	for _, s := range g.svcOrder {
+		s.transport.CloseIdleConnections()
+	}
+}
+
+// Ready reports whether the gateway should receive traffic: listening, not draining, and
+// every service has had its first instance list. The reason is set when not ready.
+func (g *Gateway) Ready() (bool, string) {
+	select {
+	case <-g.started:
+	default:
+		return false, "starting"
+	}
+	if g.draining.Load() {
+		return false, "draining"
+	}
+	for _, s := range g.svcOrder {
+		if !s.ready.Load() {
+			return false, "waiting for the first instance list of service " + s.Name
+		}
+	}
+	return true, ""
+}

@@ -1,0 +1,60 @@
+package gateway
+
+import (
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/infinityxone/gateway/gateway/balancer"
+	"github.com/infinityxone/gateway/gateway/config"
+)
+
+// Service is the runtime form of a `service` block: the instance set its balancer picks
+// from, the pooled transport to its instances, and its timeout and retry policy.
+type Service struct {
+	Name      string
+	Source    string // static | consul
+	Set       *balancer.Set
+	Timeout   time.Duration
+	transport *http.Transport
+	hashKey   bool // the balancer hashes the client IP (ip_hash)
+
+	// ready is true once the service has a first instance list (always, for static ones).
+	ready atomic.Bool
+}
+
+// newTransport builds the tuned, pooled transport of one service. Compression is left
+// to client and upstream; proxies from the environment are ignored; HTTP/1.1 upstream.
+func newTransport(t config.Transport) *http.Transport {
+	d := &net.Dialer{Timeout: t.DialTimeout, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy:                 nil,
+		DialContext:           d.DialContext,
+		MaxIdleConns:          0, // bounded per host instead
+		MaxIdleConnsPerHost:   t.MaxIdleConnsPerHost,
+		MaxConnsPerHost:       t.MaxConnsPerHost,
+		IdleConnTimeout:       t.IdleConnTimeout,
+		DisableCompression:    true,
+		ExpectContinueTimeout: time.Second,
+		WriteBufferSize:       32 << 10,
+		ReadBufferSize:        32 << 10,
+	}
+}
+
+// UpdateInstances replaces the service's instance set and publishes what changed.
+func (s *Service) UpdateInstances(ev *Events, instances []balancer.Instance) {
+	added, removed := s.Set.Update(instances)
+	s.ready.Store(true)
+	if len(added) == 0 && len(removed) == 0 {
+		return
+	}
+	e := InstanceSetChanged{Service: s.Name, Source: s.Source, Healthy: len(instances)}
+	for _, in := range added {
+		e.Added = append(e.Added, in.Address)
+	}
+	for _, in := range removed {
+		e.Removed = append(e.Removed, in.Address)
+	}
+	ev.Publish(e)
+}
