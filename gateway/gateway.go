@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,6 +59,10 @@ type Gateway struct {
 	services map[string]*Service
 	svcOrder []*Service
 	stages   []Stage
+	auth     map[string]*authProvider
+	// claimHeaders are every header some provider sets from claims; the front removes
+	// them from every client request so that none can be forged.
+	claimHeaders []string
 	pool     sync.Pool
 	bufs     sync.Pool
 
@@ -88,19 +93,33 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	if g.log == nil {
 		g.log = hclog.New(&hclog.LoggerOptions{Name: "gateway", Level: hclog.LevelFromString(cfg.Log.Level), Output: os.Stderr})
 	}
+	built := false
+	defer func() {
+		if !built {
+			g.closeLogs() // stop what was started before the error
+		}
+	}()
 	g.pool.New = func() any { return &Exchange{W: &responseWriter{}} }
 	g.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
-	if cfg.Log.AccessLog {
-		out := opts.AccessLog
-		if out == nil {
-			out = os.Stdout
-		}
-		g.accessLog = NewAccessLog(out, cfg.Log.Format, cfg.Log.RedactHeaders)
-	}
 	g.metrics.subscribe(g.events)
 	g.subscribeLogs()
 	// The route pipeline, in DESIGN.md's order; the proxy ends every route.
-	g.stages = []Stage{corsStage}
+	g.stages = []Stage{corsStage, g.authStage}
+
+	g.auth = make(map[string]*authProvider, len(cfg.JWT))
+	for _, jc := range cfg.JWT {
+		p, err := newAuthProvider(jc, g.log, g.metrics)
+		if err != nil {
+			return nil, err
+		}
+		g.auth[jc.Name] = p
+		p.warm()
+		for _, f := range p.forward {
+			if !slices.Contains(g.claimHeaders, f[1]) {
+				g.claimHeaders = append(g.claimHeaders, f[1])
+			}
+		}
+	}
 
 	for i := range cfg.Services {
 		sc := &cfg.Services[i]
@@ -172,6 +191,14 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		}
 		g.services[sc.Name].UpdateInstances(g.events, ins)
 	}
+	if cfg.Log.AccessLog {
+		out := opts.AccessLog
+		if out == nil {
+			out = os.Stdout
+		}
+		g.accessLog = NewAccessLog(out, cfg.Log.Format, cfg.Log.RedactHeaders)
+	}
+	built = true
 	g.events.Publish(ConfigLoaded{Routes: len(g.routes), Services: len(g.services)})
 	return g, nil
 }
@@ -188,9 +215,6 @@ func Unsupported(cfg *config.Config) config.Diagnostics {
 	}
 	if cfg.Redis != nil {
 		add(cfg.Redis.Pos, "the redis block (shared rate limits)")
-	}
-	for _, j := range cfg.JWT {
-		add(j.Pos, fmt.Sprintf("jwt %q (authentication)", j.Name))
 	}
 	for _, rl := range cfg.RateLimits {
 		add(rl.Pos, fmt.Sprintf("rate_limit %q", rl.Name))

@@ -22,6 +22,7 @@ type Metrics struct {
 	instances        *prometheus.GaugeVec
 	breakerState     *prometheus.GaugeVec
 	breakerTrans     *prometheus.CounterVec
+	jwtValidations   *prometheus.CounterVec
 
 	reqCounters cache[reqKey, prometheus.Counter]
 	upCounters  cache[upKey, prometheus.Counter]
@@ -64,6 +65,10 @@ func NewMetrics() *Metrics {
 	m.breakerTrans = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gateway_circuit_breaker_transitions_total", Help: "Circuit breaker transitions by target state.",
 	}, []string{"service", "instance", "to"})
+	m.jwtValidations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gateway_jwt_validations_total", Help: "Token validations by provider and result.",
+	}, []string{"provider", "result"})
+	m.Registry.MustRegister(m.jwtValidations)
 	m.Registry.MustRegister(m.requests, m.requestDuration, m.upstreamRequests, m.upstreamDuration,
 		m.upstreamRetries, m.instances, m.breakerState, m.breakerTrans)
 	return m

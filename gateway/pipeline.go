@@ -42,6 +42,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header()["X-Request-Id"] = []string{x.RequestID}
 	x.ClientIP = g.trusted.forwarded(r, remoteAddr(r))
+	for _, h := range g.claimHeaders {
+		delete(r.Header, h)
+	}
 
 	if g.maxBody > 0 && r.Body != nil && r.Body != http.NoBody {
 		if r.ContentLength > g.maxBody {

@@ -96,6 +96,9 @@ func (g *Gateway) closeLogs() {
 	for _, s := range g.svcOrder {
 		s.transport.CloseIdleConnections()
 	}
+	for _, p := range g.auth {
+		p.stop()
+	}
 }
 
 // Ready reports whether the gateway should receive traffic: listening, not draining, and

@@ -14,6 +14,7 @@ import (
 
 	"github.com/infinityxone/gateway/gateway"
 	"github.com/infinityxone/gateway/gateway/config"
+	"github.com/infinityxone/gateway/jwtauth"
 )
 
 //go:embed dev.hcl
@@ -58,6 +59,17 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 		}
 		return 1
 	}
+	secret, _ := lookup("JWT_SECRET")
+	if secret == "" {
+		for _, j := range cfg.JWT {
+			secret = j.Secret
+		}
+	}
+	token, err := jwtauth.Mint([]byte(secret), jwtauth.MintOptions{Subject: "dev-user", Roles: []string{"reader"}, TTL: 24 * time.Hour, Issuer: "gateway-dev"})
+	if err != nil {
+		fmt.Fprintln(stderr, "gateway dev:", err)
+		return 1
+	}
 	return serve(cfg, stdout, stderr, func(g *gateway.Gateway) {
 		base := "http://" + g.Addr()
 		fmt.Fprintf(stderr, `
@@ -66,12 +78,14 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
   curl -i %[1]s/hello
   curl -i %[1]s/api/users/42
   curl -i %[1]s/static/css/site.css
+  curl -i %[1]s/api/me                           # 401: needs a token
+  curl -i -H "Authorization: Bearer %[3]s" %[1]s/api/me
   curl -i -X POST %[1]s/hello                    # 405 with Allow
   curl -i %[1]s/nowhere                          # 404, JSON error
   curl -s http://%[2]s/admin/routes
   curl -s http://%[2]s/metrics | grep gateway_
 
-`, base, g.AdminAddr())
+`, base, g.AdminAddr(), token)
 	})
 }
 

@@ -48,6 +48,24 @@ route "user" {
   }
 }
 
+# Tokens for the protected route: `gateway dev` prints one; `gateway token -sub you
+# -roles reader -secret "$JWT_SECRET"` mints more. Never use this secret outside dev.
+jwt "dev" {
+  algorithms     = ["HS256"]
+  secret         = env("JWT_SECRET", "dev-only-secret-0123456789abcdef0123")
+  issuer         = "gateway-dev"
+  forward_claims = { sub = "X-User-Id" }
+}
+
+# Needs a token with the "reader" role; the subject goes upstream as X-User-Id.
+route "me" {
+  methods = ["GET"]
+  path    = "/api/me"
+  service = "users"
+  jwt     = "dev"
+  roles   = ["reader"]
+}
+
 # A trailing wildcard.
 route "static" {
   path    = "/static/*"

@@ -14,12 +14,15 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/infinityxone/gateway/gateway"
 	"github.com/infinityxone/gateway/gateway/config"
+	"github.com/infinityxone/gateway/jwtauth"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -150,7 +153,40 @@ func serve(cfg *config.Config, stdout, stderr io.Writer, started func(g *gateway
 	return 0
 }
 
+// cmdToken mints an HS256 token and prints it alone on stdout.
 func cmdToken(args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "gateway token: not supported yet (arrives with JWT support)")
-	return 1
+	fs := flag.NewFlagSet("token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	secret := fs.String("secret", os.Getenv("JWT_SECRET"), "HS256 secret, at least 32 bytes (env JWT_SECRET)")
+	sub := fs.String("sub", "", "subject (required)")
+	roles := fs.String("roles", "", "comma-separated roles")
+	ttl := fs.Duration("ttl", time.Hour, "lifetime")
+	issuer := fs.String("issuer", "", "iss claim")
+	audience := fs.String("audience", "", "aud claim (comma-separated for several)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *sub == "" || *secret == "" {
+		fmt.Fprintln(stderr, "gateway token: -sub and -secret (or JWT_SECRET) are required")
+		return 2
+	}
+	tok, err := jwtauth.Mint([]byte(*secret), jwtauth.MintOptions{
+		Subject: *sub, Roles: splitList(*roles), TTL: *ttl, Issuer: *issuer, Audience: splitList(*audience),
+	})
+	if err != nil {
+		fmt.Fprintln(stderr, "gateway token:", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, tok)
+	return 0
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
