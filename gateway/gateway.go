@@ -63,8 +63,8 @@ type Gateway struct {
 	// claimHeaders are every header some provider sets from claims; the front removes
 	// them from every client request so that none can be forged.
 	claimHeaders []string
-	pool     sync.Pool
-	bufs     sync.Pool
+	pool         sync.Pool
+	bufs         sync.Pool
 
 	draining atomic.Bool
 	started  chan struct{}
@@ -278,4 +278,3 @@ func (g *Gateway) subscribeLogs() {
 		}
 	})
 }
-

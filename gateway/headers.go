@@ -38,7 +38,6 @@ func removeHopHeaders(h http.Header) {
 	}
 }
 
-
 // upgradeType returns the Upgrade protocol when the Connection header asks for one.
 func upgradeType(h http.Header) string {
 	for _, v := range h["Connection"] {

@@ -124,4 +124,3 @@ func (g *Gateway) finish(x *Exchange) {
 		panic(p) // http.ErrAbortHandler: net/http drops the connection quietly
 	}
 }
-
