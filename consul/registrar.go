@@ -1,0 +1,215 @@
+package consul
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/hashicorp/go-hclog"
+)
+
+// Defaults of Registration.
+const (
+	DefaultCheckInterval                  = 10 * time.Second
+	DefaultCheckTimeout                   = 5 * time.Second
+	DefaultDeregisterCriticalServiceAfter = time.Minute
+)
+
+// AgentAPI is the part of the agent API a Registrar uses. *api.Agent
+// (client.Agent()) implements it.
+type AgentAPI interface {
+	ServiceRegisterOpts(service *api.AgentServiceRegistration, opts api.ServiceRegisterOpts) error
+	ServiceDeregisterOpts(serviceID string, q *api.QueryOptions) error
+}
+
+// Registration describes one service instance to register with the local agent.
+type Registration struct {
+	// ID is the service ID. "" means ServiceID(Service, Address or the host
+	// name, Port): unique per service, host and port.
+	ID string
+	// Service is the service name. Required.
+	Service string
+	// Address is what others dial. "" means the agent's node address.
+	Address string
+	// Port is the service port, 1–65535.
+	Port int
+	// Tags and Meta are registered as given.
+	Tags []string
+	Meta map[string]string
+	// CheckURL is the URL of the HTTP health check the agent runs (GET, 2xx is
+	// passing, 429 warning, anything else critical). "" registers no check, and
+	// the instance is then always passing.
+	CheckURL string
+	// Interval between checks. Default DefaultCheckInterval (10s); Consul runs
+	// checks at most once a second.
+	Interval time.Duration
+	// Timeout of one check. Default the smaller of DefaultCheckTimeout (5s) and
+	// Interval.
+	Timeout time.Duration
+	// DeregisterCriticalServiceAfter removes the instance after its check has
+	// been critical this long: the safety net when the process dies without
+	// deregistering. Default DefaultDeregisterCriticalServiceAfter (1m, also
+	// Consul's minimum); negative disables it.
+	DeregisterCriticalServiceAfter time.Duration
+}
+
+// Validate reports a registration that cannot work; errors wrap ErrInvalidOptions.
+func (r Registration) Validate() error {
+	var errs []error
+	if r.Service == "" {
+		errs = append(errs, errors.New("service name is empty"))
+	}
+	if r.Port < 1 || r.Port > 65535 {
+		errs = append(errs, fmt.Errorf("port %d is not 1-65535", r.Port))
+	}
+	if r.Interval < 0 || r.Timeout < 0 {
+		errs = append(errs, errors.New("check interval and timeout must not be negative"))
+	}
+	if r.CheckURL != "" && !strings.HasPrefix(r.CheckURL, "http://") && !strings.HasPrefix(r.CheckURL, "https://") {
+		errs = append(errs, fmt.Errorf("check URL %q is not http:// or https://", r.CheckURL))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: register %q: %w", ErrInvalidOptions, r.Service, errors.Join(errs...))
+	}
+	return nil
+}
+
+// ServiceID returns "service-host-port" with every character outside
+// [A-Za-z0-9._-] replaced by '-'. An empty host means this machine's host name.
+func ServiceID(service, host string, port int) string {
+	if host == "" {
+		host, _ = os.Hostname()
+		if host == "" {
+			host = "localhost"
+		}
+	}
+	id := service + "-" + host + "-" + strconv.Itoa(port)
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
+			return r
+		}
+		return '-'
+	}, id)
+}
+
+// Registrar registers one service instance through the local agent and
+// deregisters it. It is safe for concurrent use.
+type Registrar struct {
+	agent AgentAPI
+	log   hclog.Logger
+
+	mu sync.Mutex
+	id string // registered service ID; "" when none
+}
+
+// NewRegistrar returns a Registrar that talks to agent (client.Agent()). A nil
+// logger means no logging.
+func NewRegistrar(agent AgentAPI, logger hclog.Logger) *Registrar {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	return &Registrar{agent: agent, log: logger.Named("consul")}
+}
+
+// ID returns the ID of the registered instance, "" when none is.
+func (r *Registrar) ID() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.id
+}
+
+// Register registers reg with the agent, replacing the checks of an earlier
+// registration with the same ID. When this Registrar had registered another ID,
+// that one is deregistered afterwards. The check starts critical until it first
+// passes, so an instance receives traffic only once it is ready.
+func (r *Registrar) Register(ctx context.Context, reg Registration) error {
+	if err := reg.Validate(); err != nil {
+		return err
+	}
+	id := reg.ID
+	if id == "" {
+		id = ServiceID(reg.Service, reg.Address, reg.Port)
+	}
+	svc := &api.AgentServiceRegistration{
+		ID:      id,
+		Name:    reg.Service,
+		Address: reg.Address,
+		Port:    reg.Port,
+		Tags:    reg.Tags,
+		Meta:    reg.Meta,
+	}
+	if reg.CheckURL != "" {
+		interval := cmp.Or(reg.Interval, DefaultCheckInterval)
+		timeout := cmp.Or(reg.Timeout, min(DefaultCheckTimeout, interval))
+		check := &api.AgentServiceCheck{
+			CheckID:  "service:" + id,
+			Name:     reg.Service + " health",
+			HTTP:     reg.CheckURL,
+			Method:   "GET",
+			Interval: interval.String(),
+			Timeout:  timeout.String(),
+		}
+		if d := cmp.Or(reg.DeregisterCriticalServiceAfter, DefaultDeregisterCriticalServiceAfter); d > 0 {
+			check.DeregisterCriticalServiceAfter = d.String()
+		}
+		svc.Check = check
+	}
+	opts := api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx)
+	if err := r.agent.ServiceRegisterOpts(svc, opts); err != nil {
+		return classify(fmt.Sprintf("register service %q as %q", reg.Service, id), err)
+	}
+	r.mu.Lock()
+	old := r.id
+	r.id = id
+	r.mu.Unlock()
+	r.log.Info("registered with consul", "service", reg.Service, "id", id, "check", reg.CheckURL)
+	if old != "" && old != id {
+		if err := r.deregister(ctx, old); err != nil {
+			r.log.Warn("could not deregister the previous registration", "id", old, "error", err)
+		}
+	}
+	return nil
+}
+
+// Deregister removes the registered instance from the agent. It does nothing
+// when nothing is registered, so it may be called more than once; after an
+// error the instance counts as still registered and Deregister may be retried.
+func (r *Registrar) Deregister(ctx context.Context) error {
+	r.mu.Lock()
+	id := r.id
+	r.mu.Unlock()
+	if id == "" {
+		return nil
+	}
+	if err := r.deregister(ctx, id); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	if r.id == id {
+		r.id = ""
+	}
+	r.mu.Unlock()
+	r.log.Info("deregistered from consul", "id", id)
+	return nil
+}
+
+func (r *Registrar) deregister(ctx context.Context, id string) error {
+	err := r.agent.ServiceDeregisterOpts(id, (&api.QueryOptions{}).WithContext(ctx))
+	var se api.StatusError
+	if errors.As(err, &se) && se.Code == http.StatusNotFound {
+		return nil // already gone (a restarted agent, or removed by hand): the goal is met
+	}
+	if err != nil {
+		return classify(fmt.Sprintf("deregister service %q", id), err)
+	}
+	return nil
+}

@@ -1,0 +1,286 @@
+// Command echo is a small HTTP service for demos and tests of the gateway's
+// Consul discovery. It registers itself with the local Consul agent, with an HTTP
+// health check on its own /health, and deregisters on SIGTERM or SIGINT.
+//
+//	GET  /health      200 while healthy, 503 after POST /admin/fail
+//	POST /admin/fail  make the health check fail (the instance leaves Consul's passing list)
+//	POST /admin/pass  make it pass again
+//	anything else     JSON: service, instance id, method, path, query, host, headers
+//
+// Flags (each defaults to its environment variable):
+//
+//	-listen     ECHO_LISTEN          address to listen on (127.0.0.1:9001)
+//	-advertise  ECHO_ADVERTISE       address registered in Consul (the listen host; for
+//	                                 0.0.0.0 the first non-loopback IPv4 address)
+//	-service    ECHO_SERVICE         service name (echo)
+//	-id         ECHO_ID              instance id (SERVICE-HOST-PORT)
+//	-tags       ECHO_TAGS            comma-separated tags
+//	-consul     CONSUL_HTTP_ADDR     Consul agent (127.0.0.1:8500); CONSUL_HTTP_TOKEN etc. honoured
+//	-interval   ECHO_CHECK_INTERVAL  health check interval (2s)
+//	-fail       ECHO_FAIL            start with a failing health check
+//	-register   ECHO_REGISTER        register with Consul (true)
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/infinityxone/gateway/consul"
+)
+
+func main() {
+	logger := hclog.New(&hclog.LoggerOptions{Name: "echo", Output: os.Stderr})
+	opts, err := parseOptions(os.Args[1:], os.Getenv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "echo:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := run(ctx, opts, logger, nil); err != nil {
+		logger.Error("exiting", "error", err)
+		os.Exit(1)
+	}
+}
+
+// options is the command line, after the environment's defaults.
+type options struct {
+	listen    string
+	advertise string
+	service   string
+	id        string
+	tags      []string
+	consul    string
+	interval  time.Duration
+	fail      bool
+	register  bool
+}
+
+// parseOptions reads flags from args; getenv supplies each flag's default. Usage
+// and flag errors are printed to out.
+func parseOptions(args []string, getenv func(string) string, out io.Writer) (options, error) {
+	env := func(k, def string) string {
+		if v := getenv(k); v != "" {
+			return v
+		}
+		return def
+	}
+	var o options
+	interval, err := time.ParseDuration(env("ECHO_CHECK_INTERVAL", "2s"))
+	if err != nil {
+		return o, fmt.Errorf("ECHO_CHECK_INTERVAL: %w", err)
+	}
+	fail, err := strconv.ParseBool(env("ECHO_FAIL", "false"))
+	if err != nil {
+		return o, fmt.Errorf("ECHO_FAIL: %w", err)
+	}
+	register, err := strconv.ParseBool(env("ECHO_REGISTER", "true"))
+	if err != nil {
+		return o, fmt.Errorf("ECHO_REGISTER: %w", err)
+	}
+	var tags string
+	fs := flag.NewFlagSet("echo", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&o.listen, "listen", env("ECHO_LISTEN", "127.0.0.1:9001"), "address to listen on (ECHO_LISTEN)")
+	fs.StringVar(&o.advertise, "advertise", env("ECHO_ADVERTISE", ""), "address registered in Consul (ECHO_ADVERTISE; default: the listen host)")
+	fs.StringVar(&o.service, "service", env("ECHO_SERVICE", "echo"), "service name (ECHO_SERVICE)")
+	fs.StringVar(&o.id, "id", env("ECHO_ID", ""), "instance id (ECHO_ID; default SERVICE-HOST-PORT)")
+	fs.StringVar(&tags, "tags", env("ECHO_TAGS", ""), "comma-separated tags (ECHO_TAGS)")
+	fs.StringVar(&o.consul, "consul", env("CONSUL_HTTP_ADDR", ""), "Consul agent address (CONSUL_HTTP_ADDR; default 127.0.0.1:8500)")
+	fs.DurationVar(&o.interval, "interval", interval, "health check interval (ECHO_CHECK_INTERVAL)")
+	fs.BoolVar(&o.fail, "fail", fail, "start with a failing health check (ECHO_FAIL)")
+	fs.BoolVar(&o.register, "register", register, "register with Consul (ECHO_REGISTER)")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	for _, t := range strings.Split(tags, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			o.tags = append(o.tags, t)
+		}
+	}
+	if o.service == "" {
+		return o, errors.New("-service is empty")
+	}
+	return o, nil
+}
+
+// run serves until ctx ends, registered with Consul (unless o.register is
+// false), then deregisters and shuts down. started, if not nil, is called with
+// the listener's address once the service is registered.
+func run(ctx context.Context, o options, logger hclog.Logger, started func(addr string)) error {
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return err
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	host := o.advertise
+	if host == "" {
+		listenHost, _, _ := net.SplitHostPort(o.listen)
+		host = advertiseHost(listenHost)
+	}
+	id := o.id
+	if id == "" {
+		id = consul.ServiceID(o.service, host, port)
+	}
+	e := &echo{service: o.service, id: id}
+	e.healthy.Store(!o.fail)
+	srv := &http.Server{Handler: e.routes(), ReadHeaderTimeout: 5 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	logger = logger.With("service", o.service, "id", id)
+	logger.Info("listening", "address", ln.Addr().String(), "healthy", !o.fail)
+
+	var reg *consul.Registrar
+	if o.register {
+		client, err := consul.NewClient(consul.Config{Address: o.consul, Logger: logger})
+		if err != nil {
+			_ = srv.Close()
+			return err
+		}
+		reg = consul.NewRegistrar(client.Agent(), logger)
+		err = registerUntilDone(ctx, reg, consul.Registration{
+			ID: id, Service: o.service, Address: host, Port: port, Tags: o.tags,
+			CheckURL: "http://" + net.JoinHostPort(host, strconv.Itoa(port)) + "/health",
+			Interval: o.interval,
+		}, logger)
+		if err != nil {
+			_ = srv.Close()
+			if ctx.Err() != nil {
+				return nil // told to stop before the agent took the registration
+			}
+			return err
+		}
+	}
+	if started != nil {
+		started(ln.Addr().String())
+	}
+
+	select {
+	case err := <-serveErr:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	if reg != nil {
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := reg.Deregister(dctx); err != nil {
+			logger.Warn("deregistration failed; Consul removes the instance once its check has been critical for a minute", "error", err)
+		}
+		cancel()
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+// registerUntilDone registers with the agent, retrying while the agent is not
+// reachable yet (it may start after us, as in docker compose), until ctx ends.
+func registerUntilDone(ctx context.Context, reg *consul.Registrar, r consul.Registration, logger hclog.Logger) error {
+	wait := 250 * time.Millisecond
+	for {
+		err := reg.Register(ctx, r)
+		if err == nil || errors.Is(err, consul.ErrInvalidOptions) {
+			return err
+		}
+		logger.Warn("registration failed; retrying", "error", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// advertiseHost is the address to register for a listener on listenHost: that
+// host itself, or for every interface ("" or unspecified) the first non-loopback
+// IPv4 address, else 127.0.0.1.
+func advertiseHost(listenHost string) string {
+	if ip := net.ParseIP(listenHost); listenHost != "" && (ip == nil || !ip.IsUnspecified()) {
+		return listenHost
+	}
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+			return n.IP.String()
+		}
+	}
+	return "127.0.0.1"
+}
+
+// echo is the HTTP side of the service.
+type echo struct {
+	service string
+	id      string
+	healthy atomic.Bool
+}
+
+func (e *echo) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", e.health)
+	mux.HandleFunc("POST /admin/fail", func(w http.ResponseWriter, r *http.Request) { e.setHealthy(w, false) })
+	mux.HandleFunc("POST /admin/pass", func(w http.ResponseWriter, r *http.Request) { e.setHealthy(w, true) })
+	mux.HandleFunc("/", e.echo)
+	return mux
+}
+
+func (e *echo) health(w http.ResponseWriter, _ *http.Request) {
+	if e.healthy.Load() {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "passing", "instance": e.id})
+		return
+	}
+	writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "critical", "instance": e.id})
+}
+
+func (e *echo) setHealthy(w http.ResponseWriter, healthy bool) {
+	e.healthy.Store(healthy)
+	writeJSON(w, http.StatusOK, map[string]any{"healthy": healthy, "instance": e.id})
+}
+
+// echoReply is what every other request gets back.
+type echoReply struct {
+	Service    string      `json:"service"`
+	Instance   string      `json:"instance"`
+	Method     string      `json:"method"`
+	Path       string      `json:"path"`
+	Query      string      `json:"query,omitempty"`
+	Host       string      `json:"host"`
+	RemoteAddr string      `json:"remote_addr"`
+	Headers    http.Header `json:"headers"`
+}
+
+func (e *echo) echo(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, echoReply{
+		Service: e.service, Instance: e.id, Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
+		Host: r.Host, RemoteAddr: r.RemoteAddr, Headers: r.Header,
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
