@@ -60,6 +60,7 @@ type Gateway struct {
 	svcOrder []*Service
 	stages   []Stage
 	auth     map[string]*authProvider
+	disc     *discovery // nil without a consul block
 	// claimHeaders are every header some provider sets from claims; the front removes
 	// them from every client request so that none can be forged.
 	claimHeaders []string
@@ -121,6 +122,13 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		}
 	}
 
+	if cfg.Consul != nil {
+		d, err := newDiscovery(g, cfg.Consul)
+		if err != nil {
+			return nil, err
+		}
+		g.disc = d
+	}
 	for i := range cfg.Services {
 		sc := &cfg.Services[i]
 		set, err := balancer.NewSet(sc.LoadBalancer, balancer.Options{})
@@ -137,6 +145,9 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		}
 		if sc.Consul != nil {
 			s.Source = "consul"
+			if err := g.disc.watch(s, sc.Consul, cfg.Consul.WaitTime, cfg.Consul.Datacenter); err != nil {
+				return nil, err
+			}
 		}
 		g.services[sc.Name] = s
 		g.svcOrder = append(g.svcOrder, s)
@@ -210,9 +221,6 @@ func Unsupported(cfg *config.Config) config.Diagnostics {
 	add := func(p config.Pos, what string) {
 		ds = append(ds, config.Diagnostic{Pos: p, Message: what + " is not supported yet"})
 	}
-	if cfg.Consul != nil {
-		add(cfg.Consul.Pos, "the consul block (service discovery)")
-	}
 	if cfg.Redis != nil {
 		add(cfg.Redis.Pos, "the redis block (shared rate limits)")
 	}
@@ -220,9 +228,6 @@ func Unsupported(cfg *config.Config) config.Diagnostics {
 		add(rl.Pos, fmt.Sprintf("rate_limit %q", rl.Name))
 	}
 	for _, s := range cfg.Services {
-		if s.Consul != nil {
-			add(s.Consul.Pos, fmt.Sprintf("service %q: consul discovery", s.Name))
-		}
 		if s.Retry != nil {
 			add(s.Retry.Pos, fmt.Sprintf("service %q: the retry block", s.Name))
 		}

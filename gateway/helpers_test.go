@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -173,3 +174,5 @@ func mustContain(t testing.TB, s, sub string) {
 }
 
 var _ = fmt.Sprintf
+
+func netListen(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }

@@ -39,6 +39,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g.addr.Store(&a)
 	g.admin.Store(&aa)
 
+	if g.disc != nil {
+		g.disc.start(context.WithoutCancel(ctx)) // keeps watching while draining; stopped by closeLogs
+	}
 	errc := make(chan error, 2)
 	go func() {
 		var err error
@@ -56,6 +59,14 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	g.log.Info("listening", "address", scheme+"://"+a, "admin", "http://"+aa)
 	close(g.started)
+	if g.disc != nil {
+		rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := g.disc.register(rctx, a, aa); err != nil {
+			// Serving matters more than being listed: keep going, loudly.
+			g.log.Error("consul registration failed", "error", err)
+		}
+		rcancel()
+	}
 
 	select {
 	case err := <-errc:
@@ -70,6 +81,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 	timeout := g.cfg.Gateway.ShutdownTimeout
 	g.draining.Store(true)
 	g.events.Publish(ShutdownBegun{Reason: "signal", Timeout: timeout})
+	if g.disc != nil {
+		// Still serving: other replicas' watchers and load balancers see this one go
+		// before its listener closes.
+		dctx, dcancel := context.WithTimeout(context.Background(), timeout)
+		g.disc.deregister(dctx)
+		dcancel()
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	err = srv.Shutdown(sctx)
@@ -90,6 +108,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 }
 
 func (g *Gateway) closeLogs() {
+	if g.disc != nil {
+		g.disc.stop()
+	}
 	if g.accessLog != nil {
 		g.accessLog.Close()
 	}
@@ -114,6 +135,9 @@ func (g *Gateway) Ready() (bool, string) {
 	}
 	for _, s := range g.svcOrder {
 		if !s.ready.Load() {
+			if why := watchErr(s); why != "" {
+				return false, why
+			}
 			return false, "waiting for the first instance list of service " + s.Name
 		}
 	}

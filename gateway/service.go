@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/infinityxone/gateway/consul"
 	"github.com/infinityxone/gateway/gateway/balancer"
 	"github.com/infinityxone/gateway/gateway/config"
 )
@@ -19,6 +20,7 @@ type Service struct {
 	Timeout   time.Duration
 	transport *http.Transport
 	hashKey   bool // the balancer hashes the client IP (ip_hash)
+	watcher   *consul.Watcher // nil for static services
 
 	// ready is true once the service has a first instance list (always, for static ones).
 	ready atomic.Bool

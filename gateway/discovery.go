@@ -1,0 +1,206 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/infinityxone/gateway/consul"
+	"github.com/infinityxone/gateway/gateway/balancer"
+	"github.com/infinityxone/gateway/gateway/config"
+)
+
+// discovery owns the Consul side of a gateway: one blocking-query watcher per
+// Consul-backed service, feeding that service's instance set, and this replica's own
+// registration.
+type discovery struct {
+	g        *Gateway
+	client   *api.Client
+	watchers []*consul.Watcher
+	reg      *config.Register
+	registr  *consul.Registrar
+	wg       sync.WaitGroup
+
+	updates *prometheus.CounterVec
+	errs    *prometheus.CounterVec
+}
+
+func newDiscovery(g *Gateway, cfg *config.Consul) (*discovery, error) {
+	client, err := consul.NewClient(consul.Config{
+		Address: cfg.Address, Token: cfg.Token, Datacenter: cfg.Datacenter,
+		Logger: g.log.Named("consul"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: consul: %w", cfg.Pos, err)
+	}
+	d := &discovery{g: g, client: client, reg: cfg.Register}
+	d.updates = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gateway_consul_watch_updates_total", Help: "Instance lists received from Consul, by service.",
+	}, []string{"service"})
+	d.errs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gateway_consul_watch_errors_total", Help: "Failed Consul queries, by service.",
+	}, []string{"service"})
+	g.metrics.Registry.MustRegister(d.updates, d.errs)
+	return d, nil
+}
+
+// watch adds a watcher for one service.
+func (d *discovery) watch(s *Service, sc *config.ServiceConsul, wait time.Duration, dc string) error {
+	w, err := consul.NewWatcher(d.client.Health(), consul.WatchOptions{
+		Service:    sc.Name,
+		Tags:       sc.Tags,
+		Datacenter: dc,
+		Stale:      sc.Stale,
+		Cached:     sc.Cached,
+		WaitTime:   wait,
+		Label:      s.Name,
+		Sink: consul.SinkFunc(func(_ string, ins []consul.Instance) {
+			s.UpdateInstances(d.g.events, toBalancer(ins))
+		}),
+		Observer: observer{d},
+		Logger:   d.g.log.Named("consul").With("service", s.Name),
+	})
+	if err != nil {
+		return fmt.Errorf("%s: service %q: %w", sc.Pos, s.Name, err)
+	}
+	s.watcher = w
+	d.watchers = append(d.watchers, w)
+	d.updates.WithLabelValues(s.Name)
+	d.errs.WithLabelValues(s.Name)
+	d.g.metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "gateway_consul_last_success_age_seconds",
+		Help:        "Seconds since the last good answer from Consul for this service (-1 before the first).",
+		ConstLabels: prometheus.Labels{"service": s.Name},
+	}, func() float64 {
+		t := w.LastSuccess()
+		if t.IsZero() {
+			return -1
+		}
+		return time.Since(t).Seconds()
+	}))
+	return nil
+}
+
+// toBalancer turns Consul's instances into the balancer's. IDs are only unique per
+// node, so the node is part of the balancer's ID.
+func toBalancer(ins []consul.Instance) []balancer.Instance {
+	out := make([]balancer.Instance, len(ins))
+	for i, in := range ins {
+		out[i] = balancer.Instance{
+			ID: in.Node + "/" + in.ID, Address: in.HostPort(), Weight: in.Weight, Tags: in.Tags, Meta: in.Meta,
+		}
+	}
+	return out
+}
+
+// observer turns watcher callbacks into metrics.
+type observer struct{ d *discovery }
+
+func (o observer) WatchUpdated(service string, _ int) { o.d.updates.WithLabelValues(service).Inc() }
+func (o observer) WatchFailed(service string, _ error, _ time.Duration) {
+	o.d.errs.WithLabelValues(service).Inc()
+}
+func (o observer) WatchSucceeded(string, time.Time) {}
+func (o observer) WatchReady(string)                {}
+
+// start runs every watcher until ctx ends.
+func (d *discovery) start(ctx context.Context) {
+	for _, w := range d.watchers {
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			_ = w.Run(ctx)
+		}()
+	}
+}
+
+// stop ends the watchers and waits for them.
+func (d *discovery) stop() {
+	for _, w := range d.watchers {
+		w.Stop()
+	}
+	d.wg.Wait()
+}
+
+// register registers this replica with an HTTP check on its own /readyz.
+func (d *discovery) register(ctx context.Context, listen, admin string) error {
+	if d.reg == nil {
+		return nil
+	}
+	host, portStr, err := net.SplitHostPort(listen)
+	if err != nil {
+		return err
+	}
+	port, _ := strconv.Atoi(portStr)
+	addr := d.reg.Address
+	if addr == "" && !isUnspecified(host) {
+		addr = host
+	}
+	ahost, aport, err := net.SplitHostPort(admin)
+	if err != nil {
+		return err
+	}
+	if isUnspecified(ahost) {
+		ahost = addr
+		if ahost == "" {
+			ahost = "127.0.0.1"
+		}
+	}
+	d.registr = consul.NewRegistrar(d.client.Agent(), d.g.log.Named("consul"))
+	idHost := addr
+	if idHost == "" {
+		idHost = host
+	}
+	return d.registr.Register(ctx, consul.Registration{
+		ID:       consul.ServiceID(d.reg.Service, idHost, port),
+		Service:  d.reg.Service,
+		Address:  addr,
+		Port:     port,
+		Tags:     d.reg.Tags,
+		CheckURL: "http://" + net.JoinHostPort(ahost, aport) + "/readyz",
+		Interval: 2 * time.Second,
+	})
+}
+
+// deregister removes this replica from Consul, then waits deregister_delay so that load
+// balancers and other replicas' watchers see it gone while it still serves.
+func (d *discovery) deregister(ctx context.Context) {
+	if d.registr == nil {
+		return
+	}
+	if err := d.registr.Deregister(ctx); err != nil {
+		d.g.log.Warn("consul deregistration failed", "error", err)
+	} else {
+		d.g.log.Info("deregistered from consul", "id", d.registr.ID(), "waiting", d.reg.DeregisterDelay)
+	}
+	select {
+	case <-time.After(d.reg.DeregisterDelay):
+	case <-ctx.Done():
+	}
+}
+
+func isUnspecified(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "" || ip != nil && ip.IsUnspecified()
+}
+
+// watchErr is the reason a Consul-backed service is not ready, for /readyz.
+func watchErr(s *Service) string {
+	if s.watcher == nil {
+		return ""
+	}
+	if err := s.watcher.Err(); err != nil {
+		if errors.Is(err, consul.ErrACL) {
+			return "consul refused the ACL token for service " + s.Name + ": " + err.Error()
+		}
+		return "consul: service " + s.Name + ": " + err.Error()
+	}
+	return ""
+}
