@@ -264,3 +264,22 @@ func TestDevServes(t *testing.T) {
 		t.Fatalf("dev did not print curl lines:\n%s", stderr.String())
 	}
 }
+
+func TestExamplesValidate(t *testing.T) {
+	files, _ := filepath.Glob("../../examples/*.hcl")
+	files = append(files, "dev.hcl")
+	if len(files) < 3 {
+		t.Fatalf("examples: %v", files)
+	}
+	for _, f := range files {
+		var out, errb bytes.Buffer
+		if f == "dev.hcl" {
+			t.Setenv("DEV_DEMO_1", "127.0.0.1:9001")
+			t.Setenv("DEV_DEMO_2", "127.0.0.1:9002")
+			t.Setenv("DEV_USERS_1", "127.0.0.1:9003")
+		}
+		if code := run([]string{"validate", "-config", f}, &out, &errb); code != 0 {
+			t.Errorf("%s: %s", f, errb.String())
+		}
+	}
+}
