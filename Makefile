@@ -25,9 +25,12 @@ run:
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/gateway ./cmd/gateway
 
+# E2E_FLAGS passes flags to the load harness, e.g. make bench E2E_FLAGS=-quick
+# (go run ./bench/e2e -h lists them).
 bench:
 	bash scripts/install-tools.sh wrk
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
+	$(GO) run ./bench/e2e $(E2E_FLAGS)
 
 lint:
 	@unformatted=$$(gofmt -l .); \
