@@ -3,7 +3,7 @@
 #   make test    tools, then go vet and the race-enabled tests (what CI runs)
 #   make run     the gateway in dev mode
 #   make build   bin/gateway, stamped with the git version
-#   make bench   Go benchmarks
+#   make bench   Go benchmarks and the end-to-end load table (bench/e2e)
 #   make lint    gofmt and go vet
 
 GO      ?= go

@@ -142,6 +142,8 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 			Timeout:   sc.Timeout,
 			transport: newTransport(sc.Transport),
 			hashKey:   sc.LoadBalancer == "ip_hash",
+
+			upstreamDuration: g.metrics.upstreamDuration.WithLabelValues(sc.Name),
 		}
 		if sc.Consul != nil {
 			s.Source = "consul"

@@ -90,7 +90,7 @@ func (p *proxy) Serve(x *Exchange) {
 		ep.Acquire()
 		start := time.Now()
 		resp, err = svc.transport.RoundTrip(out)
-		p.g.metrics.upstreamDuration.WithLabelValues(svc.Name).Observe(time.Since(start).Seconds())
+		svc.upstreamDuration.Observe(time.Since(start).Seconds())
 		if err == nil {
 			p.g.metrics.upstream(svc.Name, ep.Address, outcomeOf(resp.StatusCode))
 			break

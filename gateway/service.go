@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/infinityxone/gateway/consul"
 	"github.com/infinityxone/gateway/gateway/balancer"
 	"github.com/infinityxone/gateway/gateway/config"
@@ -19,8 +21,10 @@ type Service struct {
 	Set       *balancer.Set
 	Timeout   time.Duration
 	transport *http.Transport
-	hashKey   bool // the balancer hashes the client IP (ip_hash)
+	hashKey   bool            // the balancer hashes the client IP (ip_hash)
 	watcher   *consul.Watcher // nil for static services
+
+	upstreamDuration prometheus.Observer
 
 	// ready is true once the service has a first instance list (always, for static ones).
 	ready atomic.Bool
