@@ -72,9 +72,13 @@ func (g *Gateway) serviceInfo() []ServiceInfo {
 	for _, s := range g.svcOrder {
 		si := ServiceInfo{Name: s.Name, Source: s.Source, Instances: []InstanceInfo{}}
 		for _, e := range s.Set.Endpoints() {
+			state := "none"
+			if b := breakerOf(e); b != nil {
+				state = b.State().String()
+			}
 			si.Instances = append(si.Instances, InstanceInfo{
 				ID: e.ID, Address: e.Address, Healthy: true, Weight: e.Weight,
-				InFlight: e.InFlight(), Breaker: "none", Tags: e.Tags, Meta: e.Meta,
+				InFlight: e.InFlight(), Breaker: state, Tags: e.Tags, Meta: e.Meta,
 			})
 		}
 		out = append(out, si)

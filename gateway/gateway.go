@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"time"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,8 @@ type Options struct {
 	AccessLog io.Writer
 	// Version is reported in logs.
 	Version string
+	// Now is the clock of circuit breakers; nil: time.Now. Tests move it.
+	Now func() time.Time
 }
 
 // Route is the runtime form of a `route` block.
@@ -131,11 +134,23 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	}
 	for i := range cfg.Services {
 		sc := &cfg.Services[i]
-		set, err := balancer.NewSet(sc.LoadBalancer, balancer.Options{})
+		bs := newBreakers(sc.CircuitBreaker)
+		var bopts balancer.Options
+		if bs != nil {
+			bs.settings.Now = opts.Now
+			bopts.OnNew = bs.onNew(sc.Name, g.events, sc.Timeout)
+		}
+		set, err := balancer.NewSet(sc.LoadBalancer, bopts)
 		if err != nil {
 			return nil, fmt.Errorf("service %q: %w", sc.Name, err)
 		}
+		pol, err := newRetryPolicy(sc.Retry, g.metrics.upstreamRetries.WithLabelValues(sc.Name))
+		if err != nil {
+			return nil, fmt.Errorf("%s: service %q: retry: %w", sc.Pos, sc.Name, err)
+		}
 		s := &Service{
+			breakers:  bs,
+			retry:     pol,
 			Name:      sc.Name,
 			Source:    "static",
 			Set:       set,
@@ -228,14 +243,6 @@ func Unsupported(cfg *config.Config) config.Diagnostics {
 	}
 	for _, rl := range cfg.RateLimits {
 		add(rl.Pos, fmt.Sprintf("rate_limit %q", rl.Name))
-	}
-	for _, s := range cfg.Services {
-		if s.Retry != nil {
-			add(s.Retry.Pos, fmt.Sprintf("service %q: the retry block", s.Name))
-		}
-		if s.CircuitBreaker != nil {
-			add(s.CircuitBreaker.Pos, fmt.Sprintf("service %q: circuit_breaker", s.Name))
-		}
 	}
 	return ds
 }

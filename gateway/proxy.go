@@ -6,12 +6,14 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/infinityxone/gateway/breaker"
 	"github.com/infinityxone/gateway/gateway/balancer"
+	"github.com/infinityxone/gateway/gateway/retry"
 )
 
 // proxy is the last stage of every route: it picks an instance, forwards the request,
@@ -56,82 +58,208 @@ func (p *proxy) Serve(x *Exchange) {
 		h["User-Agent"] = []string{""} // don't let the transport add Go's
 	}
 
-	var body *trackedBody
+	svc := p.service
+	pol := &svc.retry
+	var body *retry.Body
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		body = &trackedBody{rc: r.Body}
-		out.Body = body
+		body = retry.NewBody(r.Body, r.ContentLength, pol.bufferBytes)
+		out.Body, _ = body.Rewind()
+		out.GetBody = body.GetBody
 	} else {
 		out.Body = nil
 	}
-
-	var (
-		resp *http.Response
-		ep   *balancer.Endpoint
-		err  error
-		skip tried
-	)
-	svc := p.service
+	idempotent := retry.Idempotent(r.Method, r.Header, pol.idempotencyKey)
+	if pol.configured {
+		pol.budget.Request()
+	}
 	key := ""
 	if svc.hashKey {
 		key = x.ClientIP.String()
 	}
+
+	var skip tried
+	ep, br, ticket := p.pick(key, &skip, false)
+	if ep == nil {
+		p.noInstance(x)
+		return
+	}
+	var (
+		resp *http.Response
+		err  error
+	)
 	for attempt := 1; ; attempt++ {
-		ep = svc.Set.Pick(key, skip.Skip)
-		if ep == nil {
-			if err == nil {
-				err = ErrNoInstance
-			}
-			break
-		}
-		skip.add(ep)
 		x.Attempts = attempt
 		x.Upstream = ep.Address
 		u.Host = ep.Address
+		skip.add(ep)
 		ep.Acquire()
 		start := time.Now()
 		resp, err = svc.transport.RoundTrip(out)
 		svc.upstreamDuration.Observe(time.Since(start).Seconds())
-		if err == nil {
-			p.g.metrics.upstream(svc.Name, ep.Address, outcomeOf(resp.StatusCode))
-			break
+		timedOut := err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded)
+		clientGone := r.Context().Err() != nil
+		if br != nil {
+			switch {
+			case clientGone && !timedOut:
+				br.Cancel(ticket) // nobody learnt anything about the instance
+			case err != nil:
+				br.Done(ticket, false)
+			default:
+				br.Done(ticket, !svc.breakers.failures[resp.StatusCode])
+			}
 		}
-		ep.Release()
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			err = ErrUpstreamTimeout
+		switch {
+		case timedOut:
 			p.g.metrics.upstream(svc.Name, ep.Address, "timeout")
+		case err != nil:
+			p.g.metrics.upstream(svc.Name, ep.Address, "error")
+		default:
+			p.g.metrics.upstream(svc.Name, ep.Address, outcomeOf(resp.StatusCode))
+		}
+		if err != nil {
+			ep.Release()
+		}
+		if timedOut {
+			err = ErrUpstreamTimeout // a timeout is never retried
 			break
 		}
-		p.g.metrics.upstream(svc.Name, ep.Address, "error")
-		// Default retry policy (DESIGN.md): a request whose connection failed before
-		// anything was sent is tried once more on another instance.
-		if attempt >= 2 || !dialFailed(err) || (body != nil && body.read.Load()) || r.Context().Err() != nil {
+		if clientGone || attempt >= pol.attempts || !p.mayRetry(resp, err, body, idempotent) {
 			break
 		}
-		p.g.metrics.upstreamRetries.WithLabelValues(svc.Name).Inc()
+		if pol.configured && !pol.budget.TryRetry() {
+			break
+		}
+		var wait time.Duration
+		if pol.configured {
+			wait = retry.Backoff(attempt, pol.backoff, pol.maxBackoff, nil)
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= wait {
+			break // never past the route's timeout
+		}
+		next, nbr, nticket := p.pick(key, &skip, true)
+		if next == nil {
+			break
+		}
+		if body != nil {
+			rb, ok := body.Rewind()
+			if !ok {
+				if nbr != nil {
+					nbr.Cancel(nticket)
+				}
+				break
+			}
+			out.Body = rb
+		}
+		// Committed to the retry: the answer in hand is discarded.
+		if resp != nil {
+			resp.Body.Close()
+			ep.Release()
+			resp = nil
+		}
+		pol.retries.Inc()
 		if p.g.log.IsDebug() {
-			p.g.log.Debug("retrying after connect failure", "service", svc.Name, "instance", ep.Address, "error", err, "request_id", x.RequestID)
+			p.g.log.Debug("retrying", "service", svc.Name, "instance", ep.Address, "next", next.Address, "error", err, "request_id", x.RequestID)
 		}
+		if wait > 0 && !sleepCtx(ctx, wait) {
+			if nbr != nil {
+				nbr.Cancel(nticket)
+			}
+			err = ErrUpstreamTimeout
+			if r.Context().Err() != nil {
+				err = r.Context().Err()
+			}
+			break
+		}
+		ep, br, ticket = next, nbr, nticket
 	}
 	if err != nil {
-		if errors.Is(err, ErrNoInstance) && p.route.fallback != nil {
-			p.route.fallback.serve(x)
-			return
-		}
-		if r.Context().Err() != nil {
+		if r.Context().Err() != nil && !errors.Is(err, ErrUpstreamTimeout) {
 			// The client went away; nobody reads the answer. 499 in logs, like nginx.
 			x.W.status = 499
 			x.ErrorCode = "client_closed_request"
 			return
 		}
 		var mbe *http.MaxBytesError
-		if !errors.As(err, &mbe) && !errors.Is(err, ErrNoInstance) && !errors.Is(err, ErrUpstreamTimeout) {
-			p.g.log.Warn("upstream request failed", "service", svc.Name, "instance", x.Upstream, "error", err, "request_id", x.RequestID)
+		if !errors.As(err, &mbe) && !errors.Is(err, ErrUpstreamTimeout) {
+			p.g.log.Warn("upstream request failed", "service", svc.Name, "instance", x.Upstream, "attempts", x.Attempts, "error", err, "request_id", x.RequestID)
 		}
 		x.Fail(err)
 		return
 	}
 	defer ep.Release()
 	p.respond(x, resp)
+}
+
+// mayRetry decides whether a failed attempt may be sent again (DESIGN.md, Retries): any
+// request whose connection failed before anything was sent; with a retry block, also
+// idempotent requests after a connection error or a 502/503/504 answer, provided the
+// body (if any) can be replayed.
+func (p *proxy) mayRetry(resp *http.Response, err error, body *retry.Body, idempotent bool) bool {
+	replayable := body == nil || body.Replayable()
+	if err != nil && dialFailed(err) && (body == nil || !body.Started() || replayable) {
+		return true
+	}
+	if !p.service.retry.configured || !idempotent || !replayable {
+		return false
+	}
+	if err != nil {
+		var mbe *http.MaxBytesError
+		return !errors.As(err, &mbe)
+	}
+	return retryableStatus(resp.StatusCode)
+}
+
+// pick chooses an instance whose breaker admits the request, skipping those already
+// tried. For a retry with no untried instance left, an instance already tried may be
+// used again (never one whose breaker refused).
+func (p *proxy) pick(key string, skip *tried, again bool) (*balancer.Endpoint, *breaker.Breaker, breaker.Ticket) {
+	set := p.service.Set
+	for i := 0; i < len(skip.eps); i++ {
+		e := set.Pick(key, skip.Skip)
+		if e == nil && again {
+			e = set.Pick(key, skip.SkipRefused)
+		}
+		if e == nil {
+			return nil, nil, breaker.Ticket{}
+		}
+		b := breakerOf(e)
+		if b == nil {
+			return e, nil, breaker.Ticket{}
+		}
+		t, err := b.Allow()
+		if err == nil {
+			return e, b, t
+		}
+		skip.refuse(e)
+	}
+	return nil, nil, breaker.Ticket{}
+}
+
+// noInstance answers when the service has no instance to try: the route's fallback if
+// it has one, else 503 — with Retry-After when every instance's breaker is open.
+func (p *proxy) noInstance(x *Exchange) {
+	if p.route.fallback != nil {
+		p.route.fallback.serve(x)
+		return
+	}
+	if p.service.breakers != nil && p.service.Set.Len() > 0 {
+		x.W.Header().Set("Retry-After", strconv.Itoa(retryAfterOpen(p.service.Set, p.service.breakers.settings.Now)))
+		x.FailWith(apiError{http.StatusServiceUnavailable, codeUnavailable, "every instance's circuit breaker is open"})
+		return
+	}
+	x.Fail(ErrNoInstance)
+}
+
+// sleepCtx waits d, or less if ctx ends first (then it returns false).
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // upstreamPath applies strip_prefix to the normalised path.
@@ -250,44 +378,58 @@ func (p *proxy) upgrade(x *Exchange, resp *http.Response) {
 	<-errc
 }
 
-// trackedBody remembers whether the transport read any of the request body, which
-// decides whether a failed attempt may be sent again. Close is left to net/http's server.
-type trackedBody struct {
-	rc   io.ReadCloser
-	read atomic.Bool
-}
-
-func (b *trackedBody) Read(p []byte) (int, error) {
-	n, err := b.rc.Read(p)
-	if n > 0 {
-		b.read.Store(true)
-	}
-	return n, err
-}
-
-func (b *trackedBody) Close() error { return nil }
-
-// tried is the balancer filter that skips instances this request already tried.
+// tried is the balancer filter of one request: instances already tried, those whose
+// breaker refused it, and instances whose breaker is open.
 type tried struct {
-	n   int
-	eps [4]*balancer.Endpoint
+	n       int
+	refused uint8 // bit i: eps[i]'s breaker refused
+	eps     [8]*balancer.Endpoint
 }
 
 func (t *tried) add(e *balancer.Endpoint) {
+	for i := 0; i < t.n; i++ {
+		if t.eps[i] == e {
+			return
+		}
+	}
 	if t.n < len(t.eps) {
 		t.eps[t.n] = e
 		t.n++
 	}
 }
 
-// Skip is the balancer.Filter: true for instances already tried.
+func (t *tried) refuse(e *balancer.Endpoint) {
+	t.add(e)
+	for i := 0; i < t.n; i++ {
+		if t.eps[i] == e {
+			t.refused |= 1 << i
+		}
+	}
+}
+
+// Skip is the balancer.Filter of a first try: skip what was tried or is open.
 func (t *tried) Skip(e *balancer.Endpoint) bool {
 	for i := 0; i < t.n; i++ {
 		if t.eps[i] == e {
 			return true
 		}
 	}
-	return false
+	return isOpen(e)
+}
+
+// SkipRefused is the filter of a retry with no untried instance left.
+func (t *tried) SkipRefused(e *balancer.Endpoint) bool {
+	for i := 0; i < t.n; i++ {
+		if t.eps[i] == e {
+			return t.refused&(1<<i) != 0
+		}
+	}
+	return isOpen(e)
+}
+
+func isOpen(e *balancer.Endpoint) bool {
+	b := breakerOf(e)
+	return b != nil && b.State() == breaker.Open
 }
 
 func outcomeOf(code int) string {

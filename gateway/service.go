@@ -25,6 +25,8 @@ type Service struct {
 	watcher   *consul.Watcher // nil for static services
 
 	upstreamDuration prometheus.Observer
+	retry            retryPolicy
+	breakers         *breakers // nil: no circuit_breaker block
 
 	// ready is true once the service has a first instance list (always, for static ones).
 	ready atomic.Bool
