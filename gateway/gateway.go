@@ -10,10 +10,10 @@ import (
 	"io"
 	"os"
 	"slices"
-	"time"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
