@@ -24,8 +24,6 @@ var (
 	ErrBodyTooLarge = errors.New("request body too large")
 	// ErrUpstreamTimeout means the upstream exceeded the route's timeout.
 	ErrUpstreamTimeout = errors.New("upstream timeout")
-	// ErrUnsupported marks config that names a feature this build does not serve yet.
-	ErrUnsupported = errors.New("not supported yet")
 )
 
 // apiError is a status, a machine-readable code and a message for the JSON error body.

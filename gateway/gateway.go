@@ -64,6 +64,7 @@ type Gateway struct {
 	stages   []Stage
 	auth     map[string]*authProvider
 	disc     *discovery // nil without a consul block
+	limits   *rateLimits
 	// claimHeaders are every header some provider sets from claims; the front removes
 	// them from every client request so that none can be forged.
 	claimHeaders []string
@@ -77,12 +78,8 @@ type Gateway struct {
 	tlsConf  *tls.Config
 }
 
-// New builds a gateway from cfg. Config that names a feature this build does not serve
-// yet is refused with diagnostics pointing at it.
+// New builds a gateway from a validated cfg.
 func New(cfg *config.Config, opts Options) (*Gateway, error) {
-	if ds := Unsupported(cfg); len(ds) > 0 {
-		return nil, ds
-	}
 	g := &Gateway{
 		cfg:      cfg,
 		log:      opts.Logger,
@@ -108,7 +105,12 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	g.metrics.subscribe(g.events)
 	g.subscribeLogs()
 	// The route pipeline, in DESIGN.md's order; the proxy ends every route.
-	g.stages = []Stage{corsStage, g.authStage}
+	g.stages = []Stage{corsStage, g.authStage, g.rateLimitStage}
+	limits, err := newRateLimits(g, cfg)
+	if err != nil {
+		return nil, err
+	}
+	g.limits = limits
 
 	g.auth = make(map[string]*authProvider, len(cfg.JWT))
 	for _, jc := range cfg.JWT {
@@ -229,22 +231,6 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	built = true
 	g.events.Publish(ConfigLoaded{Routes: len(g.routes), Services: len(g.services)})
 	return g, nil
-}
-
-// Unsupported lists config that names a feature this build does not serve yet. Each is
-// parsed and validated by the config package, and refused here rather than ignored.
-func Unsupported(cfg *config.Config) config.Diagnostics {
-	var ds config.Diagnostics
-	add := func(p config.Pos, what string) {
-		ds = append(ds, config.Diagnostic{Pos: p, Message: what + " is not supported yet"})
-	}
-	if cfg.Redis != nil {
-		add(cfg.Redis.Pos, "the redis block (shared rate limits)")
-	}
-	for _, rl := range cfg.RateLimits {
-		add(rl.Pos, fmt.Sprintf("rate_limit %q", rl.Name))
-	}
-	return ds
 }
 
 // Events is the gateway's event bus, for subscribers outside the package (tests, tools).

@@ -176,3 +176,23 @@ func mustContain(t testing.TB, s, sub string) {
 var _ = fmt.Sprintf
 
 func netListen(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
+
+// recorder is a minimal ResponseWriter for handler tests.
+type recorder struct {
+	header http.Header
+	code   int
+	body   bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header         { return r.header }
+func (r *recorder) WriteHeader(c int)           { r.code = c }
+func (r *recorder) Write(p []byte) (int, error) { return r.body.Write(p) }
+
+func mustRequest(t testing.TB, method, target string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, target, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}

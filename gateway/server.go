@@ -120,6 +120,7 @@ func (g *Gateway) closeLogs() {
 	for _, p := range g.auth {
 		p.stop()
 	}
+	g.limits.close()
 }
 
 // Ready reports whether the gateway should receive traffic: listening, not draining, and

@@ -82,12 +82,9 @@ func configFlag(name string, args []string, stderr io.Writer) (string, bool) {
 	return *path, true
 }
 
-// load reads and validates a config, including what this build cannot serve yet.
+// load reads and validates a config, printing its diagnostics.
 func load(path string, stderr io.Writer) (*config.Config, bool) {
 	cfg, ds := config.Load(path)
-	if len(ds) == 0 && cfg != nil {
-		ds = gateway.Unsupported(cfg)
-	}
 	if len(ds) > 0 {
 		for _, d := range ds {
 			fmt.Fprintln(stderr, d.String())

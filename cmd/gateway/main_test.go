@@ -193,23 +193,6 @@ route "r" {
 	if len(lines) != 2 || !strings.HasPrefix(lines[0], bad+":4:") || !strings.HasPrefix(lines[1], bad+":8:") {
 		t.Fatalf("diagnostics:\n%s", errb.String())
 	}
-	// Features of later issues are refused, not ignored.
-	later := filepath.Join(dir, "later.hcl")
-	_ = os.WriteFile(later, []byte(`
-redis {
-  address = "127.0.0.1:6379"
-}
-service "a" {
-  instance { address = "127.0.0.1:9000" }
-}
-route "r" {
-  path = "/x"
-  service = "a"
-}`), 0o600)
-	errb.Reset()
-	if code := run([]string{"validate", "-config", later}, &out, &errb); code != 1 || !strings.Contains(errb.String(), later+":2:1: ") || !strings.Contains(errb.String(), "not supported yet") {
-		t.Fatalf("later feature: %s", errb.String())
-	}
 }
 
 func TestVersion(t *testing.T) {

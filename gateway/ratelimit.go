@@ -1,0 +1,176 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/infinityxone/gateway/gateway/config"
+	"github.com/infinityxone/gateway/ratelimit"
+)
+
+// RateLimiter decides one request for a key. *ratelimit.Limiter is the production one
+// (Redis Lua scripts or a memory store); the seam is here so the pipeline does not
+// depend on where buckets live.
+type RateLimiter interface {
+	Allow(ctx context.Context, key string) (ratelimit.Result, error)
+}
+
+// rateLimits owns the stores behind every rate_limit policy.
+type rateLimits struct {
+	client   redis.UniversalClient // nil without a redis block
+	redis    *ratelimit.RedisStore
+	memory   *ratelimit.MemoryStore // store = "memory" policies, and "local" fallbacks
+	limiters []*ratelimit.Limiter
+	policies map[string]*ratePolicy
+}
+
+// ratePolicy is a compiled rate_limit block.
+type ratePolicy struct {
+	name    string
+	lim     RateLimiter
+	keyKind string // client_ip | header | claim | route
+	keyName string
+	limit   string // RateLimit-Policy value: "100;w=60"
+}
+
+func newRateLimits(g *Gateway, cfg *config.Config) (*rateLimits, error) {
+	rl := &rateLimits{policies: make(map[string]*ratePolicy, len(cfg.RateLimits))}
+	if len(cfg.RateLimits) == 0 {
+		return rl, nil
+	}
+	decisions := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gateway_ratelimit_decisions_total", Help: "Rate-limit decisions by policy and result (allowed, limited, error).",
+	}, []string{"policy", "result"})
+	g.metrics.Registry.MustRegister(decisions)
+	counters := map[string]map[ratelimit.Outcome]prometheus.Counter{}
+	for _, p := range cfg.RateLimits {
+		counters[p.Name] = map[ratelimit.Outcome]prometheus.Counter{}
+		for _, o := range []ratelimit.Outcome{ratelimit.OutcomeAllowed, ratelimit.OutcomeLimited, ratelimit.OutcomeError} {
+			counters[p.Name][o] = decisions.WithLabelValues(p.Name, string(o))
+		}
+	}
+	obs := ratelimit.ObserverFunc(func(policy string, o ratelimit.Outcome) { counters[policy][o].Inc() })
+
+	rl.memory = ratelimit.NewMemoryStore(ratelimit.MemoryStoreOptions{})
+	if r := cfg.Redis; r != nil {
+		rl.client = ratelimit.NewRedisClient(ratelimit.RedisConfig{
+			Address: r.Address, Addresses: r.Addresses, MasterName: r.MasterName, Password: r.Password, DB: r.DB,
+		})
+		rl.redis = ratelimit.NewRedisStore(rl.client, ratelimit.RedisStoreOptions{
+			Timeout: r.Timeout, Logger: g.log,
+		})
+	}
+	for _, p := range cfg.RateLimits {
+		var store ratelimit.Store = rl.memory
+		if p.Store == "redis" {
+			if rl.redis == nil {
+				return nil, fmt.Errorf("%s: rate_limit %q: store = \"redis\" needs a redis block", p.Pos, p.Name)
+			}
+			store = rl.redis
+		}
+		lim, err := ratelimit.NewLimiter(ratelimit.Policy{
+			Name:             p.Name,
+			Algorithm:        ratelimit.Algorithm(p.Algorithm),
+			Requests:         p.Requests,
+			Period:           p.Period,
+			Burst:            p.Burst,
+			OnStoreError:     ratelimit.StoreErrorMode(p.OnStoreError),
+			ExpectedReplicas: p.ExpectedReplicas,
+		}, store, ratelimit.LimiterOptions{Local: rl.memory, Observer: obs, Logger: g.log})
+		if err != nil {
+			return nil, fmt.Errorf("%s: rate_limit %q: %w", p.Pos, p.Name, err)
+		}
+		rl.limiters = append(rl.limiters, lim)
+		rl.policies[p.Name] = &ratePolicy{
+			name: p.Name, lim: lim, keyKind: p.KeyKind, keyName: p.KeyName,
+			limit: strconv.Itoa(p.Requests) + ";w=" + strconv.FormatInt(int64(math.Ceil(p.Period.Seconds())), 10),
+		}
+	}
+	return rl, nil
+}
+
+// close releases the stores and the Redis client.
+func (rl *rateLimits) close() {
+	if rl == nil {
+		return
+	}
+	for _, l := range rl.limiters {
+		_ = l.Close()
+	}
+	if rl.redis != nil {
+		_ = rl.redis.Close()
+	}
+	if rl.memory != nil {
+		_ = rl.memory.Close()
+	}
+	if rl.client != nil {
+		_ = rl.client.Close()
+	}
+}
+
+// key extracts the bucket key of a request. A missing header or claim falls back to the
+// client IP, so a client cannot escape its limit by leaving the header out.
+func (p *ratePolicy) key(x *Exchange) string {
+	switch p.keyKind {
+	case "header":
+		if v := x.R.Header.Get(p.keyName); v != "" {
+			return "h:" + v
+		}
+	case "claim":
+		if x.Claims != nil {
+			if v, ok := x.Claims.Claim(p.keyName); ok && v != "" {
+				return "c:" + v
+			}
+		}
+	case "route":
+		return "r:" + x.Route.Name
+	}
+	return x.ClientIP.String()
+}
+
+// rateLimitStage applies the route's rate_limit: RateLimit-* headers on every answer,
+// 429 with Retry-After when the bucket is spent, 503 when the store is down and the
+// policy says deny.
+func (g *Gateway) rateLimitStage(rt *Route, next Handler) Handler {
+	if rt.Config.RateLimit == "" {
+		return next
+	}
+	p := g.limits.policies[rt.Config.RateLimit]
+	return HandlerFunc(func(x *Exchange) {
+		res, err := p.lim.Allow(x.R.Context(), p.key(x))
+		h := x.W.Header()
+		h["Ratelimit-Limit"] = []string{strconv.Itoa(res.Limit)}
+		h["Ratelimit-Policy"] = []string{p.limit}
+		if err != nil {
+			if errors.Is(err, ratelimit.ErrStoreUnavailable) {
+				x.FailWith(apiError{http.StatusServiceUnavailable, codeUnavailable, "rate-limit store unavailable"})
+				return
+			}
+			x.Fail(err)
+			return
+		}
+		if !res.Degraded || res.Remaining > 0 || !res.Allowed {
+			h["Ratelimit-Remaining"] = []string{strconv.Itoa(res.Remaining)}
+			h["Ratelimit-Reset"] = []string{strconv.Itoa(ceilSeconds(res.ResetAfter, 0))}
+		}
+		if !res.Allowed {
+			h["Retry-After"] = []string{strconv.Itoa(ceilSeconds(res.RetryAfter, 1))}
+			x.FailWith(apiError{http.StatusTooManyRequests, codeRateLimited, "rate limit exceeded"})
+			return
+		}
+		next.Serve(x)
+	})
+}
+
+// ceilSeconds rounds d up to whole seconds, at least least.
+func ceilSeconds(d time.Duration, least int) int {
+	return max(least, int((d+time.Second-1)/time.Second))
+}
