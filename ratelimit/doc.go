@@ -1,0 +1,95 @@
+// Package ratelimit decides whether a request may pass under a rate-limit
+// policy, with buckets shared by every gateway replica through Redis or kept
+// in process memory. It never imports the gateway: the gateway extracts the
+// key (client IP, header, claim, route), calls Limiter.Allow and maps the
+// Result to headers and statuses.
+//
+// # Pieces
+//
+//   - Policy is one rate_limit block; Result one decision, by value.
+//   - Store is the narrow seam: Allow(ctx, policy, key). RedisStore keeps
+//     buckets in Redis, changed only by Lua scripts; MemoryStore keeps them
+//     in sharded maps with the same integer arithmetic (algorithm.go), so
+//     one behaviour table passes against both.
+//   - Limiter applies one policy over a Store and handles store failures
+//     with the policy's on_store_error: allow, deny (an error wrapping
+//     ErrStoreUnavailable, which the gateway answers with 503), or local (a
+//     MemoryStore with the limits divided by expected_replicas). It counts
+//     decisions (Stats) and tells an optional Observer, whose outcome string
+//     is the result label of gateway_ratelimit_decisions_total.
+//
+// # Token bucket
+//
+// token_bucket is GCRA, as in go-redis/redis_rate: one timestamp per key,
+// the theoretical arrival time (TAT) at which the bucket is full again. A
+// request passes when TAT + interval − burst·interval ≤ now; a rejected
+// request changes nothing. Times are whole microseconds and the emission
+// interval Period/Requests is rounded to the microsecond (3 per second is
+// one per 333 333 µs), so all arithmetic is exact in Lua's doubles; the
+// rate is off by less than 1 µs per request. Result.Limit is the burst.
+//
+// # Sliding window
+//
+// sliding_window is the two-window approximation (as Cloudflare and Kong
+// use), not an exact log: each key holds the count of the current fixed
+// window and of the previous one, and the count over the last Period is
+// estimated as prev·(Period−elapsed)/Period + cur. A request passes when
+// the estimate including it is at most Requests. Memory per key is one
+// small hash, whatever the limit; an exact sliding log needs one entry per
+// request. How far off it can be:
+//
+//   - It is exact when the previous window's requests were spread evenly.
+//     Under steady overload (10× the limit, TestSlidingWindowAccuracy) it
+//     lets through 99% of the limit over 100 windows and never more than
+//     the limit in any window-length interval.
+//   - Worst case over: when the previous window's whole count arrived at its
+//     very end, an interval of one Period can see up to limit + prev·f <
+//     2×limit requests (f the elapsed share of the current window): 199 for
+//     a limit of 100 in the test. A fixed window has the same worst case.
+//   - It also errs the other way: a burst at the start of a window still
+//     weighs on the next window although an exact window has forgotten it;
+//     after a full burst at a window's start the next request passes
+//     Period/Requests late (10 ms for 100 per second).
+//
+// Windows are aligned on multiples of Period since the Unix epoch, and
+// timing is in whole milliseconds (Validate wants a whole number of ms).
+// Result.Limit is Requests; ResetAfter is when the estimate reaches zero.
+//
+// # Redis
+//
+// Keys are PREFIX:{POLICY:KEY}:tb or :sw. Each script touches exactly that
+// one key, and the {…} hash tag pins it to one Cluster slot. Every write
+// sets a TTL that ends when the bucket is full again (token bucket: at the
+// TAT; sliding window: at the end of the next window), so idle buckets
+// vanish. The scripts read Redis's TIME, never the caller's clock, so
+// replicas whose clocks disagree still share one timeline. They run by
+// EVALSHA; the SHA is computed locally and the script is loaded when Redis
+// answers NOSCRIPT (first use, restart, failover, SCRIPT FLUSH), once however
+// many callers see it, then the call is retried. RedisClient accepts every
+// go-redis client; NewRedisClient builds the one for a redis block (one
+// address, Sentinel with master_name, or Cluster with addresses) with
+// context deadlines honoured, which the per-call timeout relies on.
+//
+// # Coalescer
+//
+// By default RedisStore coalesces: at most one round trip is out at a time;
+// a decision that finds none out goes at once as a plain EVALSHA on its
+// caller's goroutine, and the decisions that arrive while one is out wait
+// and go together as one pipeline as soon as it returns. There is no timer,
+// so a lone decision never waits; under load a pipeline carries whatever
+// accumulated during the previous round trip (about 30 decisions at 64
+// concurrent callers). Redis spends about half the CPU per decision
+// (pipelined EVALSHAs skip a read and a write syscall each), which is what
+// lets one Redis serve more replicas. RedisStoreOptions.Direct turns it
+// off: one EVALSHA per decision over the connection pool.
+//
+// # Failures
+//
+// Each decision is bounded by RedisStoreOptions.Timeout (redis.timeout,
+// default 50 ms), queueing included. Once a call fails, RedisStore fails
+// fast: for FailFastFor (1 s) calls return ErrFailingFast without touching
+// the network, then a single call probes and its success resumes normal
+// operation — so during an outage only the first request waits out the
+// timeout. A failure of the caller's own context (client gone) neither
+// opens nor closes it. All errors wrap ErrStoreUnavailable.
+package ratelimit
