@@ -87,3 +87,34 @@ func BenchmarkUpdate(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPickManyServices picks from 1, 100 and 1,000 services (one Set each, as the
+// gateway keeps one per watched service), cycling through them: the pick cost must not
+// grow with the number of watched services, since each Set is independent.
+func BenchmarkPickManyServices(b *testing.B) {
+	for _, n := range []int{1, 100, 1000} {
+		sets := make([]*Set, n)
+		for i := range sets {
+			sets[i] = newSet(b, RoundRobin, Options{}, numbered(10))
+		}
+		b.Run(fmtInt(n), func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if sets[i%n].Pick("", nil) == nil {
+					b.Fatal("nil")
+				}
+				i++
+			}
+		})
+	}
+}
+
+func fmtInt(n int) string {
+	s := ""
+	for n > 0 || s == "" {
+		s = string(rune('0'+n%10)) + s
+		n /= 10
+	}
+	return s + "-services"
+}
