@@ -202,47 +202,76 @@ func TestVersion(t *testing.T) {
 	}
 }
 
+// lockedBuffer is a bytes.Buffer safe to read while a process writes to it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 func TestDevServes(t *testing.T) {
 	t.Setenv("GATEWAY_ADDR", freeAddr(t))
 	t.Setenv("GATEWAY_ADMIN_ADDR", freeAddr(t))
 	cmd := exec.Command(gatewayBinary(t), "dev")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
 	cmd.Stdout = io.Discard
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	}
-	defer stop()
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 	base := "http://" + os.Getenv("GATEWAY_ADDR")
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	for _, path := range []string{"/hello", "/api/users/42", "/static/css/site.css"} {
+	call := func(path, auth string) (int, string) {
 		for {
-			resp, err := http.Get(base + path)
+			req, _ := http.NewRequest("GET", base+path, nil)
+			if auth != "" {
+				req.Header.Set("Authorization", auth)
+			}
+			resp, err := http.DefaultClient.Do(req)
 			if err == nil {
 				b, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					t.Fatalf("%s: %d %s", path, resp.StatusCode, b)
-				}
-				break
+				return resp.StatusCode, string(b)
 			}
 			if ctx.Err() != nil {
-				stop()
 				t.Fatalf("%s: %v\n%s", path, err, stderr.String())
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	stop()
+	for _, path := range []string{"/hello", "/api/users/42", "/static/css/site.css"} {
+		if code, body := call(path, ""); code != 200 {
+			t.Fatalf("%s: %d %s", path, code, body)
+		}
+	}
+	if code, _ := call("/api/me", ""); code != 401 {
+		t.Fatalf("/api/me without a token: %d", code)
+	}
+	// The printed token works against the protected route.
+	var token string
+	for end := time.Now().Add(5 * time.Second); token == "" && time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		out := stderr.String()
+		if i := strings.Index(out, "Bearer "); i >= 0 {
+			token = strings.Fields(out[i+len("Bearer "):])[0]
+			token = strings.TrimSuffix(token, `"`)
+		}
+	}
+	if code, body := call("/api/me", "Bearer "+token); code != 200 || !strings.Contains(body, `"X-User-Id": "dev-user"`) {
+		t.Fatalf("/api/me with the printed token: %d %s", code, body)
+	}
 	if !strings.Contains(stderr.String(), "curl -i "+base+"/hello") {
 		t.Fatalf("dev did not print curl lines:\n%s", stderr.String())
 	}
