@@ -140,26 +140,19 @@ func (d *discovery) register(ctx context.Context, listen, admin string) error {
 	}
 	port, _ := strconv.Atoi(portStr)
 	addr := d.reg.Address
-	if addr == "" && !isUnspecified(host) {
-		addr = host
+	if addr == "" {
+		addr = advertiseHost(host)
 	}
 	ahost, aport, err := net.SplitHostPort(admin)
 	if err != nil {
 		return err
 	}
 	if isUnspecified(ahost) {
-		ahost = addr
-		if ahost == "" {
-			ahost = "127.0.0.1"
-		}
+		ahost = addr // the agent checks /readyz where others reach this replica
 	}
 	d.registr = consul.NewRegistrar(d.client.Agent(), d.g.log.Named("consul"))
-	idHost := addr
-	if idHost == "" {
-		idHost = host
-	}
 	return d.registr.Register(ctx, consul.Registration{
-		ID:       consul.ServiceID(d.reg.Service, idHost, port),
+		ID:       consul.ServiceID(d.reg.Service, addr, port),
 		Service:  d.reg.Service,
 		Address:  addr,
 		Port:     port,
@@ -175,15 +168,32 @@ func (d *discovery) deregister(ctx context.Context) {
 	if d.registr == nil {
 		return
 	}
+	id := d.registr.ID()
 	if err := d.registr.Deregister(ctx); err != nil {
-		d.g.log.Warn("consul deregistration failed", "error", err)
+		d.g.log.Warn("consul deregistration failed", "id", id, "error", err)
 	} else {
-		d.g.log.Info("deregistered from consul", "id", d.registr.ID(), "waiting", d.reg.DeregisterDelay)
+		d.g.log.Info("deregistered from consul", "id", id, "waiting", d.reg.DeregisterDelay)
 	}
 	select {
 	case <-time.After(d.reg.DeregisterDelay):
 	case <-ctx.Done():
 	}
+}
+
+// advertiseHost is the address other hosts reach this replica at: the listener's host,
+// or for a wildcard listener (0.0.0.0, ::) the first non-loopback IPv4 address, so that
+// replicas in containers register distinct, reachable addresses.
+func advertiseHost(listenHost string) string {
+	if !isUnspecified(listenHost) {
+		return listenHost
+	}
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+			return n.IP.String()
+		}
+	}
+	return "127.0.0.1"
 }
 
 func isUnspecified(host string) bool {
