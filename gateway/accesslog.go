@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // AccessLog writes one line per request to an io.Writer (stdout in production) in one of
@@ -113,21 +114,21 @@ func (l *AccessLog) json(b []byte, x *Exchange, end time.Time) []byte {
 	b = append(b, `{"time":"`...)
 	b = x.Start.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
 	b = append(b, `","request_id":`...)
-	b = strconv.AppendQuote(b, x.RequestID)
+	b = appendJSONString(b, x.RequestID)
 	b = append(b, `,"client_ip":"`...)
 	b = x.ClientIP.AppendTo(b)
 	b = append(b, `","method":`...)
-	b = strconv.AppendQuote(b, r.Method)
+	b = appendJSONString(b, r.Method)
 	b = append(b, `,"host":`...)
-	b = strconv.AppendQuote(b, r.Host)
+	b = appendJSONString(b, r.Host)
 	b = append(b, `,"path":`...)
-	b = strconv.AppendQuote(b, r.URL.Path)
+	b = appendJSONString(b, r.URL.Path)
 	if r.URL.RawQuery != "" {
 		b = append(b, `,"query":`...)
-		b = strconv.AppendQuote(b, r.URL.RawQuery)
+		b = appendJSONString(b, r.URL.RawQuery)
 	}
 	b = append(b, `,"proto":`...)
-	b = strconv.AppendQuote(b, r.Proto)
+	b = appendJSONString(b, r.Proto)
 	b = append(b, `,"status":`...)
 	b = strconv.AppendInt(b, int64(x.W.Status()), 10)
 	b = append(b, `,"bytes":`...)
@@ -136,13 +137,13 @@ func (l *AccessLog) json(b []byte, x *Exchange, end time.Time) []byte {
 	b = strconv.AppendFloat(b, float64(end.Sub(x.Start).Microseconds())/1000, 'f', 3, 64)
 	if x.Route != nil {
 		b = append(b, `,"route":`...)
-		b = strconv.AppendQuote(b, x.Route.Name)
+		b = appendJSONString(b, x.Route.Name)
 		b = append(b, `,"service":`...)
-		b = strconv.AppendQuote(b, x.Route.Service.Name)
+		b = appendJSONString(b, x.Route.Service.Name)
 	}
 	if x.Upstream != "" {
 		b = append(b, `,"upstream":`...)
-		b = strconv.AppendQuote(b, x.Upstream)
+		b = appendJSONString(b, x.Upstream)
 	}
 	if x.Attempts > 1 {
 		b = append(b, `,"attempts":`...)
@@ -150,19 +151,19 @@ func (l *AccessLog) json(b []byte, x *Exchange, end time.Time) []byte {
 	}
 	if x.User != "" {
 		b = append(b, `,"user":`...)
-		b = strconv.AppendQuote(b, x.User)
+		b = appendJSONString(b, x.User)
 	}
 	if x.ErrorCode != "" {
 		b = append(b, `,"error":`...)
-		b = strconv.AppendQuote(b, x.ErrorCode)
+		b = appendJSONString(b, x.ErrorCode)
 	}
 	if v := l.header(r, "Referer"); v != "" {
 		b = append(b, `,"referer":`...)
-		b = strconv.AppendQuote(b, v)
+		b = appendJSONString(b, v)
 	}
 	if v := l.header(r, "User-Agent"); v != "" {
 		b = append(b, `,"user_agent":`...)
-		b = strconv.AppendQuote(b, v)
+		b = appendJSONString(b, v)
 	}
 	return append(b, '}')
 }
@@ -238,6 +239,37 @@ func (l *AccessLog) dev(b []byte, x *Exchange, end time.Time) []byte {
 	b = append(b, " id="...)
 	b = append(b, x.RequestID...)
 	return b
+}
+
+// appendJSONString appends s as a JSON string: quotes, backslashes and control
+// characters escaped, invalid UTF-8 replaced by U+FFFD, so every line stays valid JSON
+// whatever a client puts in its path or headers.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c < 0x20 || c == 0x7f:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
 }
 
 func orDash(s string) string {

@@ -80,6 +80,21 @@ func (p *authProvider) warm() {
 	}
 }
 
+// moveQueryToken takes a token that came in the query string out of the URL, so it
+// reaches neither the upstream's URL nor the access log; when Authorization is forwarded,
+// the token goes upstream in that header instead.
+func (p *authProvider) moveQueryToken(x *Exchange, tok string) {
+	q := x.R.URL.Query()
+	if q.Get(p.query) != tok {
+		return // it came from the cookie
+	}
+	q.Del(p.query)
+	x.R.URL.RawQuery = q.Encode()
+	if p.keepAuth {
+		x.R.Header.Set("Authorization", "Bearer "+tok)
+	}
+}
+
 // authStage checks the route's `jwt` and `roles`: 401 with WWW-Authenticate for a
 // missing or bad token, 403 for a valid token without a required role. On success it
 // sets the forward_claims headers (removed from the client's request at the front).
@@ -124,6 +139,9 @@ func (g *Gateway) authStage(rt *Route, next Handler) Handler {
 			if v, ok := claims.Claim(f[0]); ok && !strings.ContainsAny(v, "\r\n\x00") {
 				h[f[1]] = []string{v}
 			}
+		}
+		if p.query != "" && h.Get("Authorization") == "" {
+			p.moveQueryToken(x, tok)
 		}
 		if !p.keepAuth {
 			delete(h, "Authorization")

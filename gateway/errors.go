@@ -26,6 +26,17 @@ var (
 	ErrUpstreamTimeout = errors.New("upstream timeout")
 )
 
+// errBadStatus: the upstream answered with a status outside 100–599.
+var errBadStatus = errors.New("upstream sent an invalid status code")
+
+// clientRequestError wraps a failure to read the client's request body (malformed
+// chunking, too large, cut off): the client's fault, answered 400 or 413, never charged to
+// the instance and never retried.
+type clientRequestError struct{ err error }
+
+func (e clientRequestError) Error() string { return "reading the request body: " + e.err.Error() }
+func (e clientRequestError) Unwrap() error { return e.err }
+
 // apiError is a status, a machine-readable code and a message for the JSON error body.
 type apiError struct {
 	status  int
@@ -47,6 +58,7 @@ const (
 	codeUnavailable      = "service_unavailable"
 	codeTimeout          = "gateway_timeout"
 	codeInternal         = "internal_error"
+	codeUpstreamAborted  = "upstream_aborted"
 )
 
 // statusFor maps an error from any stage to what the client is told.
@@ -61,6 +73,8 @@ func statusFor(err error) apiError {
 		return apiError{http.StatusMethodNotAllowed, codeMethodNotAllowed, "method not allowed on this route"}
 	case errors.Is(err, ErrBodyTooLarge), errors.As(err, &maxBytes):
 		return apiError{http.StatusRequestEntityTooLarge, codeTooLarge, "request body too large"}
+	case errors.As(err, &clientRequestError{}):
+		return apiError{http.StatusBadRequest, codeBadRequest, "the request body could not be read"}
 	case errors.Is(err, ErrNoInstance):
 		return apiError{http.StatusServiceUnavailable, codeUnavailable, "no healthy upstream instance"}
 	case errors.Is(err, ErrUpstreamTimeout), errors.Is(err, context.DeadlineExceeded):

@@ -25,6 +25,18 @@ type Exchange struct {
 
 	// Claims are the verified token's claims, set by the auth stage for later stages.
 	Claims Claims
+
+	upgrade    string // "websocket" when the client asked to switch to it
+	teTrailers bool   // the client sent "TE: trailers"
+	ipStr      string // ClientIP.String(), made on first use
+}
+
+// clientIP returns the client IP as a string, formatted once per request.
+func (x *Exchange) clientIP() string {
+	if x.ipStr == "" {
+		x.ipStr = x.ClientIP.String()
+	}
+	return x.ipStr
 }
 
 // Claims is what later stages may read from a verified token.

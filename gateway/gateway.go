@@ -71,6 +71,10 @@ type Gateway struct {
 	pool         sync.Pool
 	bufs         sync.Pool
 
+	// Constant header values, shared by every request (each slice has cap == len, so an
+	// append elsewhere copies instead of writing into it).
+	hdrUpgrade, hdrTrailers, hdrEmpty, hdrHTTP, hdrHTTPS []string
+
 	draining atomic.Bool
 	started  chan struct{}
 	addr     atomic.Pointer[string]
@@ -90,6 +94,12 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		maxBody:  cfg.Gateway.MaxBodyBytes,
 		services: make(map[string]*Service, len(cfg.Services)),
 		started:  make(chan struct{}),
+
+		hdrUpgrade:  []string{"Upgrade"},
+		hdrTrailers: []string{"trailers"},
+		hdrEmpty:    []string{""},
+		hdrHTTP:     []string{"http"},
+		hdrHTTPS:    []string{"https"},
 	}
 	if g.log == nil {
 		g.log = hclog.New(&hclog.LoggerOptions{Name: "gateway", Level: hclog.LevelFromString(cfg.Log.Level), Output: os.Stderr})
@@ -137,7 +147,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	for i := range cfg.Services {
 		sc := &cfg.Services[i]
 		bs := newBreakers(sc.CircuitBreaker)
-		var bopts balancer.Options
+		bopts := balancer.Options{OnRemove: func(e *balancer.Endpoint) { g.metrics.forgetInstance(sc.Name, e.Address) }}
 		if bs != nil {
 			bs.settings.Now = opts.Now
 			bopts.OnNew = bs.onNew(sc.Name, g.events, sc.Timeout)

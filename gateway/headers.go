@@ -114,20 +114,26 @@ func remoteAddr(r *http.Request) netip.Addr {
 // From an untrusted peer every client-sent X-Forwarded-* (and Forwarded) is replaced by the
 // gateway's own values. From a trusted proxy the chain is kept and the peer appended; the
 // client IP is then the rightmost address of X-Forwarded-For that is not itself trusted.
-func (t trustedProxies) forwarded(r *http.Request, peer netip.Addr) (client netip.Addr) {
+func (t trustedProxies) forwarded(r *http.Request, peer netip.Addr, g *Gateway) (client netip.Addr) {
 	h := r.Header
-	proto := "http"
+	proto := g.hdrHTTP
 	if r.TLS != nil {
-		proto = "https"
+		proto = g.hdrHTTPS
 	}
 	peerStr := ""
 	if peer.IsValid() {
 		peerStr = peer.String()
 	}
 	if len(t) == 0 || !peer.IsValid() || !t.contains(peer) {
-		delete(h, "Forwarded")
+		// Every X-Forwarded-* (Port, Prefix … too), X-Real-Ip and Forwarded the client
+		// sent is dropped; the gateway's own values replace them.
+		for k := range h {
+			if strings.HasPrefix(k, "X-Forwarded-") || k == "X-Real-Ip" || k == "Forwarded" {
+				delete(h, k)
+			}
+		}
 		h["X-Forwarded-For"] = []string{peerStr}
-		h["X-Forwarded-Proto"] = []string{proto}
+		h["X-Forwarded-Proto"] = proto
 		h["X-Forwarded-Host"] = []string{r.Host}
 		return peer
 	}
@@ -141,7 +147,7 @@ func (t trustedProxies) forwarded(r *http.Request, peer netip.Addr) (client neti
 		h["X-Forwarded-For"] = []string{peerStr}
 	}
 	if h.Get("X-Forwarded-Proto") == "" {
-		h["X-Forwarded-Proto"] = []string{proto}
+		h["X-Forwarded-Proto"] = proto
 	}
 	if h.Get("X-Forwarded-Host") == "" {
 		h["X-Forwarded-Host"] = []string{r.Host}

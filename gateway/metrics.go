@@ -94,6 +94,16 @@ func (m *Metrics) upstream(service, instance, outcome string) {
 	c.Inc()
 }
 
+// forgetInstance drops the series of an instance that left its service, so address
+// churn (Consul) does not grow the metrics without bound.
+func (m *Metrics) forgetInstance(service, instance string) {
+	l := prometheus.Labels{"service": service, "instance": instance}
+	m.upstreamRequests.DeletePartialMatch(l)
+	m.breakerState.DeletePartialMatch(l)
+	m.breakerTrans.DeletePartialMatch(l)
+	m.upCounters.deleteIf(func(k upKey) bool { return k.service == service && k.instance == instance })
+}
+
 // subscribe keeps gauges in step with events.
 func (m *Metrics) subscribe(ev *Events) {
 	ev.Subscribe(func(e Event) {
@@ -159,6 +169,23 @@ func (c *cache[K, V]) put(k K, v V) V {
 	n[k] = v
 	c.m.Store(&n)
 	return v
+}
+
+// deleteIf removes the entries whose key matches.
+func (c *cache[K, V]) deleteIf(match func(K) bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.m.Load()
+	if old == nil {
+		return
+	}
+	n := make(map[K]V, len(*old))
+	for k, v := range *old {
+		if !match(k) {
+			n[k] = v
+		}
+	}
+	c.m.Store(&n)
 }
 
 func lenOf[K comparable, V any](m *map[K]V) int {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,24 +35,35 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x.Start = time.Now()
 	defer g.finish(x)
 
-	if id := r.Header.Get("X-Request-Id"); validRequestID(id) {
+	h := r.Header
+	var ids []string
+	if id := h.Get("X-Request-Id"); validRequestID(id) {
 		x.RequestID = id
+		ids = h["X-Request-Id"][:1:1]
 	} else {
 		x.RequestID = g.ids.next()
-		r.Header["X-Request-Id"] = []string{x.RequestID}
+		ids = []string{x.RequestID}
 	}
-	w.Header()["X-Request-Id"] = []string{x.RequestID}
-	x.ClientIP = g.trusted.forwarded(r, remoteAddr(r))
-	for _, h := range g.claimHeaders {
-		delete(r.Header, h)
+	// Hop-by-hop headers, and every header the client names in Connection, go first:
+	// nothing the gateway sets below can then be stripped by a client's Connection list.
+	// Only a WebSocket upgrade is passed on (never h2c, which would tunnel past the
+	// route's stages).
+	if up := upgradeType(h); strings.EqualFold(up, "websocket") {
+		x.upgrade = up
 	}
+	x.teTrailers = h.Get("Te") == "trailers"
+	removeHopHeaders(h)
+	h["X-Request-Id"] = ids
+	w.Header()["X-Request-Id"] = ids
+	x.ClientIP = g.trusted.forwarded(r, remoteAddr(r), g)
+	g.dropProtected(h)
 
 	if g.maxBody > 0 && r.Body != nil && r.Body != http.NoBody {
 		if r.ContentLength > g.maxBody {
 			x.Fail(ErrBodyTooLarge)
 			return
 		}
-		r.Body = http.MaxBytesReader(x.W, r.Body, g.maxBody)
+		r.Body = http.MaxBytesReader(w, r.Body, g.maxBody) // the real writer: it closes the connection after
 	}
 
 	raw := rawPath(r)
@@ -80,6 +92,25 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		x.Fail(ErrMethodNotAllowed)
 	default:
 		x.Fail(ErrNotFound)
+	}
+}
+
+// dropProtected removes what no client may send: the headers the gateway sets from JWT
+// claims, and any header with an underscore whose dash-folded name is one the gateway
+// sets (CGI-style backends fold "X-User_Id" into the same variable as "X-User-Id").
+func (g *Gateway) dropProtected(h http.Header) {
+	for _, name := range g.claimHeaders {
+		delete(h, name)
+	}
+	for k := range h {
+		if strings.IndexByte(k, '_') < 0 {
+			continue
+		}
+		folded := http.CanonicalHeaderKey(strings.ReplaceAll(k, "_", "-"))
+		if strings.HasPrefix(folded, "X-Forwarded-") || folded == "X-Real-Ip" || folded == "X-Request-Id" ||
+			folded == "Forwarded" || slices.Contains(g.claimHeaders, folded) {
+			delete(h, k)
+		}
 	}
 }
 

@@ -43,19 +43,18 @@ func (p *proxy) Serve(x *Exchange) {
 	out.URL = &u
 	out.Host = r.Host
 
+	// Hop-by-hop headers were removed at the front, before the gateway set its own; only
+	// what the gateway itself decides goes back in.
 	h := out.Header
-	upType := upgradeType(h)
-	removeHopHeaders(h)
-	if upType != "" {
-		h["Connection"] = []string{"Upgrade"}
-		h["Upgrade"] = []string{upType}
+	if x.upgrade != "" {
+		h["Connection"] = p.g.hdrUpgrade
+		h["Upgrade"] = []string{x.upgrade}
 	}
-	if te := r.Header.Get("Te"); te == "trailers" {
-		h["Te"] = []string{"trailers"}
+	if x.teTrailers {
+		h["Te"] = p.g.hdrTrailers
 	}
-	h["X-Request-Id"] = []string{x.RequestID}
 	if _, ok := h["User-Agent"]; !ok {
-		h["User-Agent"] = []string{""} // don't let the transport add Go's
+		h["User-Agent"] = p.g.hdrEmpty // don't let the transport add Go's
 	}
 
 	svc := p.service
@@ -65,6 +64,14 @@ func (p *proxy) Serve(x *Exchange) {
 		body = retry.NewBody(r.Body, r.ContentLength, pol.bufferBytes)
 		out.Body, _ = body.Rewind()
 		out.GetBody = body.GetBody
+		// A client that stalls its upload must not hold the upstream past the timeout:
+		// the transport waits for its body reader, so the read is cut off too.
+		stop := context.AfterFunc(ctx, func() {
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				_ = http.NewResponseController(x.W).SetReadDeadline(time.Now())
+			}
+		})
+		defer stop()
 	} else {
 		out.Body = nil
 	}
@@ -74,10 +81,11 @@ func (p *proxy) Serve(x *Exchange) {
 	}
 	key := ""
 	if svc.hashKey {
-		key = x.ClientIP.String()
+		key = x.clientIP()
 	}
 
 	var skip tried
+	skip.init()
 	ep, br, ticket := p.pick(key, &skip, false)
 	if ep == nil {
 		p.noInstance(x)
@@ -86,6 +94,9 @@ func (p *proxy) Serve(x *Exchange) {
 	var (
 		resp *http.Response
 		err  error
+		// pending is the breaker verdict of an answer that looked fine: it is given only
+		// once its body has streamed, so an instance that dies mid-body is not a success.
+		pending *breaker.Breaker
 	)
 	for attempt := 1; ; attempt++ {
 		x.Attempts = attempt
@@ -96,19 +107,31 @@ func (p *proxy) Serve(x *Exchange) {
 		start := time.Now()
 		resp, err = svc.transport.RoundTrip(out)
 		svc.upstreamDuration.Observe(time.Since(start).Seconds())
+		if err == nil && (resp.StatusCode < 100 || resp.StatusCode > 599) {
+			resp.Body.Close()
+			resp, err = nil, errBadStatus
+		}
 		timedOut := err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded)
 		clientGone := r.Context().Err() != nil
+		var clientErr error
+		if body != nil && err != nil {
+			clientErr = body.SourceErr() // the client's body failed: not the instance's fault
+		}
 		if br != nil {
 			switch {
-			case clientGone && !timedOut:
+			case clientErr != nil || clientGone && !timedOut:
 				br.Cancel(ticket) // nobody learnt anything about the instance
 			case err != nil:
 				br.Done(ticket, false)
+			case svc.breakers.failure(resp.StatusCode):
+				br.Done(ticket, false)
 			default:
-				br.Done(ticket, !svc.breakers.failures[resp.StatusCode])
+				pending = br
 			}
 		}
 		switch {
+		case clientErr != nil:
+			p.g.metrics.upstream(svc.Name, ep.Address, "client_error")
 		case timedOut:
 			p.g.metrics.upstream(svc.Name, ep.Address, "timeout")
 		case err != nil:
@@ -119,14 +142,20 @@ func (p *proxy) Serve(x *Exchange) {
 		if err != nil {
 			ep.Release()
 		}
+		if clientErr != nil {
+			// A stalled upload cut off by the route's timeout is still a 504; anything
+			// else wrong with the body is the client's 400 (or 413).
+			err = clientRequestError{clientErr}
+			if timedOut {
+				err = ErrUpstreamTimeout
+			}
+			break
+		}
 		if timedOut {
 			err = ErrUpstreamTimeout // a timeout is never retried
 			break
 		}
 		if clientGone || attempt >= pol.attempts || !p.mayRetry(resp, err, body, idempotent) {
-			break
-		}
-		if pol.configured && !pol.budget.TryRetry() {
 			break
 		}
 		var wait time.Duration
@@ -140,30 +169,37 @@ func (p *proxy) Serve(x *Exchange) {
 		if next == nil {
 			break
 		}
+		var rb io.ReadCloser
 		if body != nil {
-			rb, ok := body.Rewind()
-			if !ok {
-				if nbr != nil {
-					nbr.Cancel(nticket)
-				}
+			var ok bool
+			if rb, ok = body.Rewind(); !ok {
+				cancelTicket(nbr, nticket)
 				break
 			}
-			out.Body = rb
+		}
+		if pol.configured && !pol.budget.TryRetry() {
+			cancelTicket(nbr, nticket)
+			break
 		}
 		// Committed to the retry: the answer in hand is discarded.
+		if rb != nil {
+			out.Body = rb
+		}
 		if resp != nil {
 			resp.Body.Close()
 			ep.Release()
 			resp = nil
+		}
+		if pending != nil {
+			pending.Done(ticket, true)
+			pending = nil
 		}
 		pol.retries.Inc()
 		if p.g.log.IsDebug() {
 			p.g.log.Debug("retrying", "service", svc.Name, "instance", ep.Address, "next", next.Address, "error", err, "request_id", x.RequestID)
 		}
 		if wait > 0 && !sleepCtx(ctx, wait) {
-			if nbr != nil {
-				nbr.Cancel(nticket)
-			}
+			cancelTicket(nbr, nticket)
 			err = ErrUpstreamTimeout
 			if r.Context().Err() != nil {
 				err = r.Context().Err()
@@ -173,21 +209,30 @@ func (p *proxy) Serve(x *Exchange) {
 		ep, br, ticket = next, nbr, nticket
 	}
 	if err != nil {
-		if r.Context().Err() != nil && !errors.Is(err, ErrUpstreamTimeout) {
+		var ce clientRequestError
+		if r.Context().Err() != nil && !errors.Is(err, ErrUpstreamTimeout) && !errors.As(err, &ce) {
 			// The client went away; nobody reads the answer. 499 in logs, like nginx.
 			x.W.status = 499
 			x.ErrorCode = "client_closed_request"
 			return
 		}
-		var mbe *http.MaxBytesError
-		if !errors.As(err, &mbe) && !errors.Is(err, ErrUpstreamTimeout) {
+		if !errors.As(err, &ce) && !errors.Is(err, ErrUpstreamTimeout) {
 			p.g.log.Warn("upstream request failed", "service", svc.Name, "instance", x.Upstream, "attempts", x.Attempts, "error", err, "request_id", x.RequestID)
 		}
 		x.Fail(err)
 		return
 	}
 	defer ep.Release()
+	if pending != nil {
+		defer func() { pending.Done(ticket, x.ErrorCode != codeUpstreamAborted) }()
+	}
 	p.respond(x, resp)
+}
+
+func cancelTicket(b *breaker.Breaker, t breaker.Ticket) {
+	if b != nil {
+		b.Cancel(t)
+	}
 }
 
 // mayRetry decides whether a failed attempt may be sent again (DESIGN.md, Retries): any
@@ -214,7 +259,7 @@ func (p *proxy) mayRetry(resp *http.Response, err error, body *retry.Body, idemp
 // used again (never one whose breaker refused).
 func (p *proxy) pick(key string, skip *tried, again bool) (*balancer.Endpoint, *breaker.Breaker, breaker.Ticket) {
 	set := p.service.Set
-	for i := 0; i < len(skip.eps); i++ {
+	for i := 0; i <= set.Len(); i++ {
 		e := set.Pick(key, skip.Skip)
 		if e == nil && again {
 			e = set.Pick(key, skip.SkipRefused)
@@ -262,6 +307,26 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// copyHeaders copies the upstream's response headers over what the gateway already set.
+// What the gateway set wins (X-Request-Id, RateLimit-*, CORS, Retry-After), except Vary,
+// which is merged; on a route with a cors block the upstream's own Access-Control-*
+// headers are dropped, so the gateway's policy is the only one a browser sees.
+func (p *proxy) copyHeaders(dst, src http.Header) {
+	cors := p.route.cors != nil
+	for k, vv := range src {
+		if cors && strings.HasPrefix(k, "Access-Control-") {
+			continue
+		}
+		if mine, ok := dst[k]; ok {
+			if k == "Vary" {
+				dst[k] = append(mine[:len(mine):len(mine)], vv...)
+			}
+			continue
+		}
+		dst[k] = vv
+	}
+}
+
 // upstreamPath applies strip_prefix to the normalised path.
 func (p *proxy) upstreamPath(path string) string {
 	if p.strip == "" || !strings.HasPrefix(path, p.strip) {
@@ -287,10 +352,8 @@ func (p *proxy) respond(x *Exchange, resp *http.Response) {
 	}
 	defer resp.Body.Close()
 	removeHopHeaders(resp.Header)
+	p.copyHeaders(x.W.Header(), resp.Header)
 	h := x.W.Header()
-	for k, vv := range resp.Header {
-		h[k] = vv
-	}
 	if n := len(resp.Trailer); n > 0 {
 		names := make([]string, 0, n)
 		for k := range resp.Trailer {
@@ -321,7 +384,7 @@ func (p *proxy) respond(x *Exchange, resp *http.Response) {
 			// The upstream failed mid-body. The status is sent; the only honest thing left
 			// is to abort the client's connection so it cannot take a truncated body for
 			// a whole one.
-			x.ErrorCode = "upstream_aborted"
+			x.ErrorCode = codeUpstreamAborted
 			p.g.log.Warn("upstream failed mid-response", "service", p.service.Name, "instance", x.Upstream, "error", rerr, "request_id", x.RequestID)
 			panic(http.ErrAbortHandler)
 		}
@@ -339,10 +402,7 @@ func (p *proxy) upgrade(x *Exchange, resp *http.Response) {
 		return
 	}
 	defer up.Close()
-	h := x.W.Header()
-	for k, vv := range resp.Header {
-		h[k] = vv
-	}
+	resp.Header["X-Request-Id"] = []string{x.RequestID}
 	rc := http.NewResponseController(x.W)
 	conn, brw, err := rc.Hijack()
 	if err != nil {
@@ -379,50 +439,49 @@ func (p *proxy) upgrade(x *Exchange, resp *http.Response) {
 }
 
 // tried is the balancer filter of one request: instances already tried, those whose
-// breaker refused it, and instances whose breaker is open.
+// breaker refused it, and instances whose breaker is open. The first eight live in the
+// struct itself, so a request allocates nothing for them.
 type tried struct {
-	n       int
-	refused uint8 // bit i: eps[i]'s breaker refused
-	eps     [8]*balancer.Endpoint
+	eps     []*balancer.Endpoint
+	refused []bool
+	buf     [8]*balancer.Endpoint
+	rbuf    [8]bool
+}
+
+func (t *tried) init() {
+	t.eps, t.refused = t.buf[:0], t.rbuf[:0]
+}
+
+func (t *tried) index(e *balancer.Endpoint) int {
+	for i, x := range t.eps {
+		if x == e {
+			return i
+		}
+	}
+	return -1
 }
 
 func (t *tried) add(e *balancer.Endpoint) {
-	for i := 0; i < t.n; i++ {
-		if t.eps[i] == e {
-			return
-		}
-	}
-	if t.n < len(t.eps) {
-		t.eps[t.n] = e
-		t.n++
+	if t.index(e) < 0 {
+		t.eps = append(t.eps, e)
+		t.refused = append(t.refused, false)
 	}
 }
 
 func (t *tried) refuse(e *balancer.Endpoint) {
 	t.add(e)
-	for i := 0; i < t.n; i++ {
-		if t.eps[i] == e {
-			t.refused |= 1 << i
-		}
-	}
+	t.refused[t.index(e)] = true
 }
 
 // Skip is the balancer.Filter of a first try: skip what was tried or is open.
 func (t *tried) Skip(e *balancer.Endpoint) bool {
-	for i := 0; i < t.n; i++ {
-		if t.eps[i] == e {
-			return true
-		}
-	}
-	return isOpen(e)
+	return t.index(e) >= 0 || isOpen(e)
 }
 
 // SkipRefused is the filter of a retry with no untried instance left.
 func (t *tried) SkipRefused(e *balancer.Endpoint) bool {
-	for i := 0; i < t.n; i++ {
-		if t.eps[i] == e {
-			return t.refused&(1<<i) != 0
-		}
+	if i := t.index(e); i >= 0 {
+		return t.refused[i]
 	}
 	return isOpen(e)
 }

@@ -241,7 +241,7 @@ func TestTrustedProxy(t *testing.T) {
 		if c.xff != "" {
 			r.Header.Set("X-Forwarded-For", c.xff)
 		}
-		got := tp.forwarded(r, remoteAddr(r))
+		got := tp.forwarded(r, remoteAddr(r), testHeaders())
 		if got.String() != c.wantClient || r.Header.Get("X-Forwarded-For") != c.wantXFF {
 			t.Errorf("xff %q: client %s xff %q, want %s %q", c.xff, got, r.Header.Get("X-Forwarded-For"), c.wantClient, c.wantXFF)
 		}
@@ -250,7 +250,7 @@ func TestTrustedProxy(t *testing.T) {
 	r, _ := http.NewRequest("GET", "http://gw/x", nil)
 	r.RemoteAddr = "192.168.1.9:5555"
 	r.Header.Set("X-Forwarded-For", "1.2.3.4")
-	if got := tp.forwarded(r, remoteAddr(r)); got.String() != "192.168.1.9" || r.Header.Get("X-Forwarded-For") != "192.168.1.9" {
+	if got := tp.forwarded(r, remoteAddr(r), testHeaders()); got.String() != "192.168.1.9" || r.Header.Get("X-Forwarded-For") != "192.168.1.9" {
 		t.Fatalf("untrusted: client %s xff %q", got, r.Header.Get("X-Forwarded-For"))
 	}
 }
@@ -304,3 +304,8 @@ func TestFraming(t *testing.T) {
 }
 
 func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+// testHeaders is a Gateway with just its constant header values, for unit tests.
+func testHeaders() *Gateway {
+	return &Gateway{hdrHTTP: []string{"http"}, hdrHTTPS: []string{"https"}}
+}

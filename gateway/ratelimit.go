@@ -38,11 +38,16 @@ type ratePolicy struct {
 	lim     RateLimiter
 	keyKind string // client_ip | header | claim | route
 	keyName string
-	limit   string // RateLimit-Policy value: "100;w=60"
+	policy  []string // RateLimit-Policy value: "100;w=60" (shared; cap == len)
 }
 
-func newRateLimits(g *Gateway, cfg *config.Config) (*rateLimits, error) {
+func newRateLimits(g *Gateway, cfg *config.Config) (_ *rateLimits, err error) {
 	rl := &rateLimits{policies: make(map[string]*ratePolicy, len(cfg.RateLimits))}
+	defer func() {
+		if err != nil {
+			rl.close()
+		}
+	}()
 	if len(cfg.RateLimits) == 0 {
 		return rl, nil
 	}
@@ -91,7 +96,7 @@ func newRateLimits(g *Gateway, cfg *config.Config) (*rateLimits, error) {
 		rl.limiters = append(rl.limiters, lim)
 		rl.policies[p.Name] = &ratePolicy{
 			name: p.Name, lim: lim, keyKind: p.KeyKind, keyName: p.KeyName,
-			limit: strconv.Itoa(p.Requests) + ";w=" + strconv.FormatInt(int64(math.Ceil(p.Period.Seconds())), 10),
+			policy: []string{strconv.Itoa(p.Requests) + ";w=" + strconv.FormatInt(int64(math.Ceil(p.Period.Seconds())), 10)},
 		}
 	}
 	return rl, nil
@@ -118,7 +123,7 @@ func (rl *rateLimits) close() {
 
 // key extracts the bucket key of a request. A missing header or claim falls back to the
 // client IP, so a client cannot escape its limit by leaving the header out.
-func (p *ratePolicy) key(x *Exchange) string {
+func (p *ratePolicy) key(x *Exchange, routeKey string) string {
 	switch p.keyKind {
 	case "header":
 		if v := x.R.Header.Get(p.keyName); v != "" {
@@ -131,9 +136,9 @@ func (p *ratePolicy) key(x *Exchange) string {
 			}
 		}
 	case "route":
-		return "r:" + x.Route.Name
+		return routeKey
 	}
-	return x.ClientIP.String()
+	return x.clientIP()
 }
 
 // rateLimitStage applies the route's rate_limit: RateLimit-* headers on every answer,
@@ -144,11 +149,12 @@ func (g *Gateway) rateLimitStage(rt *Route, next Handler) Handler {
 		return next
 	}
 	p := g.limits.policies[rt.Config.RateLimit]
+	routeKey := "r:" + rt.Name
 	return HandlerFunc(func(x *Exchange) {
-		res, err := p.lim.Allow(x.R.Context(), p.key(x))
+		res, err := p.lim.Allow(x.R.Context(), p.key(x, routeKey))
 		h := x.W.Header()
 		h["Ratelimit-Limit"] = []string{strconv.Itoa(res.Limit)}
-		h["Ratelimit-Policy"] = []string{p.limit}
+		h["Ratelimit-Policy"] = p.policy
 		if err != nil {
 			if errors.Is(err, ratelimit.ErrStoreUnavailable) {
 				x.FailWith(apiError{http.StatusServiceUnavailable, codeUnavailable, "rate-limit store unavailable"})

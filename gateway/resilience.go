@@ -80,6 +80,11 @@ func newBreakers(c *config.CircuitBreaker) *breakers {
 	return b
 }
 
+// failure reports whether an answer with this status counts against the instance.
+func (bs *breakers) failure(code int) bool {
+	return code >= 0 && code < len(bs.failures) && bs.failures[code]
+}
+
 // onNew builds the breaker of a new instance; the balancer keeps it as the endpoint's Ext.
 func (bs *breakers) onNew(service string, ev *Events, timeout time.Duration) func(e *balancer.Endpoint) any {
 	return func(e *balancer.Endpoint) any {

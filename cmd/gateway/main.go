@@ -143,6 +143,10 @@ func serve(cfg *config.Config, stdout, stderr io.Writer, started func(g *gateway
 			}
 		}()
 	}
+	go func() {
+		<-ctx.Done()
+		stop() // a second SIGTERM/SIGINT during the drain ends the process at once
+	}()
 	if err := g.Run(ctx); err != nil {
 		logger.Error("gateway stopped", "error", err)
 		return 1

@@ -119,6 +119,18 @@ func (b *Body) Started() bool {
 	return b.started
 }
 
+// SourceErr returns the error reading the client's body failed with, if any (io.EOF is
+// not an error). Such a failure is the client's, not the upstream's: the caller must not
+// blame the instance, nor retry.
+func (b *Body) SourceErr() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.srcErr == io.EOF {
+		return nil
+	}
+	return b.srcErr
+}
+
 // Buffered returns how many bytes are kept for replay.
 func (b *Body) Buffered() int {
 	b.mu.Lock()
