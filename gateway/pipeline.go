@@ -46,9 +46,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// Hop-by-hop headers, and every header the client names in Connection, go first:
 	// nothing the gateway sets below can then be stripped by a client's Connection list.
-	// Only a WebSocket upgrade is passed on (never h2c, which would tunnel past the
-	// route's stages).
-	if up := upgradeType(h); strings.EqualFold(up, "websocket") {
+	// Upgrades pass on (DESIGN.md), except h2c: an upstream that accepts it would give
+	// the client an HTTP/2 tunnel past the route's stages ("h2c smuggling").
+	if up := upgradeType(h); up != "" && !strings.HasPrefix(strings.ToLower(strings.TrimSpace(up)), "h2c") {
 		x.upgrade = up
 	}
 	x.teTrailers = h.Get("Te") == "trailers"

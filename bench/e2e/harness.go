@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,9 +14,12 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/infinityxone/gateway/jwtauth"
 )
 
 // options are the harness's flags.
@@ -30,6 +35,7 @@ type options struct {
 	gatewayBin string // prebuilt gateway binary; empty: go build ./cmd/gateway
 	out        string // also write the report here
 	keep       bool   // keep the work directory
+	targets    []targetSpec
 }
 
 func parseOptions(args []string) (options, error) {
@@ -46,7 +52,14 @@ func parseOptions(args []string) (options, error) {
 	fs.StringVar(&o.gatewayBin, "gateway-bin", "", "use this gateway binary instead of building ./cmd/gateway")
 	fs.StringVar(&o.out, "o", "", "also write the Markdown report to this file")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (configs, logs, access log)")
+	targets := fs.String("targets", "all", "comma-separated targets or groups to measure: "+targetKeys()+
+		"; groups all, core (direct, floor, gateway log off/on), features (plain gateway, JWT, breaker+retry, Redis limit). "+
+		"The floor is always measured, and gateway-log-off with any feature row")
 	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	var err error
+	if o.targets, err = selectTargets(*targets); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
@@ -63,12 +76,14 @@ func parseOptions(args []string) (options, error) {
 
 // target is one thing wrk is pointed at.
 type target struct {
-	key    string
-	label  string
-	url    string
-	proxy  *proc   // the proxy under test; nil for direct
-	limit  float64 // the issue's CPU/request target as a multiple of the floor; 0 none
-	rounds []roundResult
+	targetSpec
+	url     string
+	headers []string // extra wrk -H values
+	proxy   *proc    // the proxy under test; nil for direct
+	redis   *proc    // the redis-server the proxy calls, if any
+	admin   string   // gateway admin address, for the feature check
+	check   string   // what the gateway's metrics say after the run
+	rounds  []roundResult
 }
 
 // roundResult is one measured wrk run.
@@ -78,6 +93,7 @@ type roundResult struct {
 	proxyUS   float64 // proxy CPU per request, µs (0 for direct)
 	backendUS float64 // backend CPU per request, µs
 	otherPct  float64 // busy time on the proxy's CPU not spent by the proxy, % of the run
+	redisUS   float64 // redis-server CPU per request, µs (0 without Redis)
 }
 
 func runHarness(args []string) int {
@@ -142,7 +158,8 @@ func (h *harness) run(args []string) error {
 		return err
 	}
 	gw := o.gatewayBin
-	if o.cpuprofile == "" && gw == "" {
+	needGateway := slices.ContainsFunc(o.targets, func(t targetSpec) bool { return t.kind == kindGateway })
+	if o.cpuprofile == "" && gw == "" && needGateway {
 		gw = filepath.Join(dir, "gateway")
 		if err := buildGateway(h.ctx, gw); err != nil {
 			return err
@@ -154,20 +171,24 @@ func (h *harness) run(args []string) error {
 		}
 	}
 
-	// Backend, floor, and the two gateways; all stay up for the whole run and take turns.
+	// Backend, floor, the gateways (and Redis if a target needs it); all stay up for the
+	// whole run and take turns.
 	backendAddr := freeAddr()
 	if h.backend, err = h.start("backend", h.loadCPU, nil, self, "backend", "-addr", backendAddr); err != nil {
 		return err
 	}
-	floorAddr := freeAddr()
-	floorArgs := []string{self, "floor", "-addr", floorAddr, "-upstream", backendAddr}
-	if o.cpuprofile != "" {
-		floorArgs = append(floorArgs, "-cpuprofile", filepath.Join(o.cpuprofile, "floor.cpu.pprof"),
-			"-memprofile", filepath.Join(o.cpuprofile, "floor.allocs.pprof"))
+	var redisProc *proc
+	var redisAddr string
+	if slices.ContainsFunc(o.targets, func(t targetSpec) bool { return slices.Contains(t.features, featRedisLimit) }) {
+		if redisProc, redisAddr, err = h.startRedis(); err != nil {
+			return err
+		}
 	}
-	floor, err := h.start("floor", h.proxyCPU, nil, floorArgs...)
-	if err != nil {
-		return err
+	var jwtSecret, token string
+	if slices.ContainsFunc(o.targets, func(t targetSpec) bool { return slices.Contains(t.features, featJWT) }) {
+		if jwtSecret, token, err = benchToken(); err != nil {
+			return err
+		}
 	}
 	h.accessOut = o.accessLog
 	if h.accessOut == "" {
@@ -179,42 +200,60 @@ func (h *harness) run(args []string) error {
 	}
 	defer logFile.Close()
 
-	startGateway := func(key string, logBlock string, stdout *os.File) (*proc, string, error) {
-		addr := freeAddr()
-		conf := filepath.Join(dir, key+".hcl")
-		if err := os.WriteFile(conf, []byte(gatewayConfig(addr, freeAddr(), backendAddr, logBlock)), 0o644); err != nil {
-			return nil, "", err
+	for _, spec := range o.targets {
+		t := &target{targetSpec: spec}
+		switch spec.kind {
+		case kindDirect:
+			t.url = "http://" + backendAddr + "/bench"
+		case kindFloor:
+			addr := freeAddr()
+			argv := []string{self, "floor", "-addr", addr, "-upstream", backendAddr}
+			if o.cpuprofile != "" {
+				argv = append(argv, "-cpuprofile", filepath.Join(o.cpuprofile, "floor.cpu.pprof"),
+					"-memprofile", filepath.Join(o.cpuprofile, "floor.allocs.pprof"))
+			}
+			if t.proxy, err = h.start("floor", h.proxyCPU, nil, argv...); err != nil {
+				return err
+			}
+			t.url = "http://" + addr + "/bench"
+		case kindGateway:
+			addr := freeAddr()
+			t.admin = freeAddr()
+			conf := filepath.Join(dir, spec.key+".hcl")
+			text := gatewayConfig(gwParams{addr: addr, admin: t.admin, backend: backendAddr, logBlock: spec.logBlock,
+				features: spec.features, jwtSecret: jwtSecret, redisAddr: redisAddr})
+			if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+				return err
+			}
+			argv := []string{gw, "run", "-config", conf}
+			if o.cpuprofile != "" {
+				argv = []string{self, "gateway", "-config", conf,
+					"-cpuprofile", filepath.Join(o.cpuprofile, spec.key+".cpu.pprof"),
+					"-memprofile", filepath.Join(o.cpuprofile, spec.key+".allocs.pprof")}
+			}
+			var stdout *os.File
+			if strings.Contains(spec.logBlock, "access_log = true") {
+				stdout = logFile
+			}
+			if t.proxy, err = h.start(spec.key, h.proxyCPU, stdout, argv...); err != nil {
+				return err
+			}
+			t.url = "http://" + addr + "/bench"
+			if slices.Contains(spec.features, featJWT) {
+				t.headers = []string{"Authorization: Bearer " + token}
+			}
+			if slices.Contains(spec.features, featRedisLimit) {
+				t.redis = redisProc
+			}
 		}
-		argv := []string{gw, "run", "-config", conf}
-		if o.cpuprofile != "" {
-			argv = []string{self, "gateway", "-config", conf,
-				"-cpuprofile", filepath.Join(o.cpuprofile, key+".cpu.pprof"),
-				"-memprofile", filepath.Join(o.cpuprofile, key+".allocs.pprof")}
-		}
-		p, err := h.start(key, h.proxyCPU, stdout, argv...)
-		return p, addr, err
-	}
-	gwOff, gwOffAddr, err := startGateway("gateway-log-off", "  access_log = false\n", nil)
-	if err != nil {
-		return err
-	}
-	gwOn, gwOnAddr, err := startGateway("gateway-log-on", "  access_log = true\n  format     = \"json\"\n", logFile)
-	if err != nil {
-		return err
-	}
-
-	h.targets = []*target{
-		{key: "direct", label: "direct (wrk → backend)", url: "http://" + backendAddr + "/bench"},
-		{key: "floor", label: "floor (httputil.ReverseProxy)", url: "http://" + floorAddr + "/bench", proxy: floor},
-		{key: "gateway-log-off", label: "gateway, access log off", url: "http://" + gwOffAddr + "/bench", proxy: gwOff, limit: 1.05},
-		{key: "gateway-log-on", label: "gateway, access log on (json)", url: "http://" + gwOnAddr + "/bench", proxy: gwOn, limit: 1.20},
+		h.targets = append(h.targets, t)
 	}
 	for _, t := range h.targets {
 		p := t.proxy
 		if p == nil {
 			p = h.backend
 		}
-		if err := h.waitReady(p, t.url); err != nil {
+		if err := h.waitReady(p, t.url, t.headers); err != nil {
 			return err
 		}
 	}
@@ -222,9 +261,13 @@ func (h *harness) run(args []string) error {
 	fmt.Fprintf(os.Stderr, "e2e: %s\n", h.pinNote)
 	if o.warmup > 0 {
 		for _, t := range h.targets {
-			fmt.Fprintf(os.Stderr, "e2e: warm-up %-16s %ds\n", t.key, o.warmup)
-			if _, err := h.wrk(t.url, o.warmup); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: warm-up %-21s %ds\n", t.key, o.warmup)
+			res, err := h.wrk(t, o.warmup)
+			if err != nil {
 				return fmt.Errorf("warm-up %s: %w", t.key, err)
+			}
+			if res.Non2xx > 0 || res.SockErrs > 0 {
+				return fmt.Errorf("warm-up %s: %d non-2xx responses, %d socket errors", t.key, res.Non2xx, res.SockErrs)
 			}
 		}
 	}
@@ -245,11 +288,26 @@ func (h *harness) run(args []string) error {
 					other = fmt.Sprintf("%3.0f%%", r.otherPct)
 				}
 			}
-			fmt.Fprintf(os.Stderr, "e2e: round %d/%d %-16s %9.0f req/s  p50 %-8s p99 %-8s proxy %s µs/req  backend %5.1f µs/req  other load on proxy CPU %s\n",
-				round, o.rounds, t.key, r.wrk.ReqPerSec, fmtDur(r.wrk.P50), fmtDur(r.wrk.P99), proxy, r.backendUS, other)
+			redis := ""
+			if t.redis != nil {
+				redis = fmt.Sprintf("  redis %5.1f µs/req", r.redisUS)
+			}
+			fmt.Fprintf(os.Stderr, "e2e: round %d/%d %-21s %9.0f req/s  p50 %-8s p99 %-8s proxy %s µs/req  backend %5.1f µs/req%s  other load on proxy CPU %s\n",
+				round, o.rounds, t.key, r.wrk.ReqPerSec, fmtDur(r.wrk.P50), fmtDur(r.wrk.P99), proxy, r.backendUS, redis, other)
 		}
 	}
 	h.env.loadAfter = readLoadavg()
+	for _, t := range h.targets {
+		if len(t.features) == 0 {
+			continue
+		}
+		m, err := scrapeMetrics(t.admin)
+		if err != nil {
+			t.check = fmt.Sprintf("metrics not read: %v", err)
+			continue
+		}
+		t.check = featureCheck(t.features, m)
+	}
 
 	lines := int64(-1)
 	if h.accessOut != os.DevNull {
@@ -286,8 +344,14 @@ func (h *harness) measure(t *target, round int) (roundResult, error) {
 	if b0, err = cpuTicks(h.backend.pid()); err != nil {
 		return r, err
 	}
+	var r0 int64
+	if t.redis != nil {
+		if r0, err = cpuTicks(t.redis.pid()); err != nil {
+			return r, err
+		}
+	}
 	c0, _ := cpuBusy(h.proxyCPU)
-	res, err := h.wrk(t.url, h.opts.duration)
+	res, err := h.wrk(t, h.opts.duration)
 	if err != nil {
 		return r, err
 	}
@@ -304,6 +368,13 @@ func (h *harness) measure(t *target, round int) (roundResult, error) {
 		return float64(ticks) / float64(h.clk) * 1e6 / float64(res.Requests)
 	}
 	r.backendUS = perReq(b1 - b0)
+	if t.redis != nil {
+		r1, err := cpuTicks(t.redis.pid())
+		if err != nil {
+			return r, err
+		}
+		r.redisUS = perReq(r1 - r0)
+	}
 	var proxyTicks int64
 	if t.proxy != nil {
 		p1, err := cpuTicks(t.proxy.pid())
@@ -320,9 +391,9 @@ func (h *harness) measure(t *target, round int) (roundResult, error) {
 	return r, nil
 }
 
-// wrk runs wrk for secs seconds against url, pinned to the load CPU.
-func (h *harness) wrk(url string, secs int) (wrkResult, error) {
-	argv := h.wrkArgv(url, secs)
+// wrk runs wrk for secs seconds against t, pinned to the load CPU.
+func (h *harness) wrk(t *target, secs int) (wrkResult, error) {
+	argv := h.wrkArgv(t.url, secs, t.headers)
 	cmd := exec.CommandContext(h.ctx, argv[0], argv[1:]...)
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -332,10 +403,13 @@ func (h *harness) wrk(url string, secs int) (wrkResult, error) {
 	return parseWrk(out.String())
 }
 
-func (h *harness) wrkArgv(url string, secs int) []string {
+func (h *harness) wrkArgv(url string, secs int, headers []string) []string {
 	argv := []string{"wrk", "-t", fmt.Sprint(h.opts.threads), "-c", fmt.Sprint(h.opts.conns),
-		"-d", fmt.Sprintf("%ds", secs), "--latency", url}
-	return pinArgv(h.loadCPU, argv)
+		"-d", fmt.Sprintf("%ds", secs), "--latency"}
+	for _, hd := range headers {
+		argv = append(argv, "-H", hd)
+	}
+	return pinArgv(h.loadCPU, append(argv, url))
 }
 
 // pin decides the CPUs: the proxy under test on the first allowed CPU, wrk and the
@@ -362,16 +436,25 @@ func pinArgv(cpu string, argv []string) []string {
 	return append([]string{"taskset", "-c", cpu}, argv...)
 }
 
-// waitReady polls url until it answers 200 with the backend's body.
-func (h *harness) waitReady(p *proc, url string) error {
+// waitReady polls url (with the target's headers) until it answers 200 with the
+// backend's body.
+func (h *harness) waitReady(p *proc, url string, headers []string) error {
 	c := &http.Client{Timeout: time.Second}
+	req, err := http.NewRequestWithContext(h.ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	for _, hd := range headers {
+		k, v, _ := strings.Cut(hd, ":")
+		req.Header.Set(k, strings.TrimSpace(v))
+	}
 	deadline := time.Now().Add(15 * time.Second)
 	var last error
 	for time.Now().Before(deadline) {
 		if p.exited() {
 			return fmt.Errorf("%s exited before it answered (log: %s)", p.name, p.logPath)
 		}
-		resp, err := c.Get(url)
+		resp, err := c.Do(req)
 		if err == nil {
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
@@ -390,33 +473,16 @@ func (h *harness) waitReady(p *proc, url string) error {
 	return fmt.Errorf("%s not ready at %s: %v", p.name, url, last)
 }
 
-// gatewayConfig is the gateway's config: one static route to the backend.
-func gatewayConfig(addr, adminAddr, backend, logBlock string) string {
-	return fmt.Sprintf(`gateway {
-  address          = %q
-  shutdown_timeout = "2s"
-}
-
-admin {
-  address = %q
-}
-
-log {
-  level = "info"
-%s}
-
-service "backend" {
-  instance {
-    address = %q
-  }
-}
-
-route "bench" {
-  methods = ["GET"]
-  path    = "/bench"
-  service = "backend"
-}
-`, addr, adminAddr, logBlock, backend)
+// benchToken makes a random HS256 secret and a token for the JWT target: subject
+// "bench", role "r", valid for a day.
+func benchToken() (secret, token string, err error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", "", err
+	}
+	secret = hex.EncodeToString(b[:])
+	token, err = jwtauth.Mint([]byte(secret), jwtauth.MintOptions{Subject: "bench", Roles: []string{"r"}, TTL: 24 * time.Hour})
+	return secret, token, err
 }
 
 // buildGateway builds ./cmd/gateway of the module this harness runs in.

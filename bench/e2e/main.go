@@ -1,12 +1,16 @@
 // Command e2e is the gateway's end-to-end load harness: wrk against a small Go backend,
 // directly, through the floor (a minimal httputil.ReverseProxy with a tuned Transport and a
 // pooled copy buffer) and through the gateway with one static route, access log off and
-// on (JSON). It prints a Markdown table with the median req/s, p50, p99 and the proxy's
-// CPU time per request, with ratios to the floor.
+// on (JSON); then through the same gateway with a feature added to the route: JWT HS256,
+// a circuit breaker and retry block with nothing failing, and a Redis token-bucket rate
+// limit (against a redis-server it starts). It prints Markdown tables with the median
+// req/s, p50, p99 and the proxy's CPU time per request: ratios to the floor, and for the
+// feature rows ratios to the plain gateway, against the issues' targets.
 //
-//	go run ./bench/e2e                  3 rounds × 5 s per target
-//	go run ./bench/e2e -quick           a short run (2 rounds × 2 s)
-//	go run ./bench/e2e -cpuprofile DIR  floor and gateway write CPU and alloc profiles to DIR
+//	go run ./bench/e2e                           3 rounds × 5 s per target
+//	go run ./bench/e2e -quick                    a short run (2 rounds × 2 s)
+//	go run ./bench/e2e -targets features         only the plain gateway, the feature rows (and the floor)
+//	go run ./bench/e2e -cpuprofile DIR           floor and gateways write CPU and alloc profiles to DIR
 //
 // On a machine with two or more CPUs the proxy under test is pinned to the first CPU and
 // wrk plus the backend to the second (taskset), so each proxy gets one core to itself and

@@ -53,7 +53,7 @@ func (h *harness) start(name, cpu string, stdout *os.File, argv ...string) (*pro
 	p := &proc{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(p.done) }()
 	h.procs = append(h.procs, p)
-	fmt.Fprintf(os.Stderr, "e2e: started %-16s pid %-7d %s\n", name, p.pid(), strings.Join(argv, " "))
+	fmt.Fprintf(os.Stderr, "e2e: started %-21s pid %-7d %s\n", name, p.pid(), strings.Join(argv, " "))
 	return p, nil
 }
 
@@ -177,13 +177,14 @@ func parseProcStat(stat, cpu string) (cpuTimes, error) {
 
 // envInfo describes the machine for the report.
 type envInfo struct {
-	cpuModel   string
-	ncpu       int
-	kernel     string
-	goVersion  string
-	wrkVersion string
-	loadBefore string
-	loadAfter  string
+	cpuModel     string
+	ncpu         int
+	kernel       string
+	goVersion    string
+	wrkVersion   string
+	redisVersion string
+	loadBefore   string
+	loadAfter    string
 }
 
 func gatherEnv() envInfo {
@@ -203,6 +204,14 @@ func gatherEnv() envInfo {
 	first, _, _ := strings.Cut(string(out), "\n")
 	first, _, _ = strings.Cut(first, " Copyright")
 	e.wrkVersion = strings.TrimSpace(first)
+	if out, err := exec.Command("redis-server", "--version").Output(); err == nil {
+		e.redisVersion = strings.TrimSpace(string(out))
+		for f := range strings.FieldsSeq(e.redisVersion) {
+			if v, ok := strings.CutPrefix(f, "v="); ok {
+				e.redisVersion = "Redis " + v
+			}
+		}
+	}
 	return e
 }
 

@@ -71,22 +71,24 @@ func (h *harness) report(args []string, accessLines int64) string {
 			cpu = fmt.Sprintf("%.1f (%.1f–%.1f)", s.proxyUS, s.minUS, s.maxUS)
 			cpuRatio = fmt.Sprintf("%.2f×", ratio(s.proxyUS, floor.proxyUS))
 		}
-		if t.limit > 0 {
+		if t.cpuLimit > 0 {
 			verdict := "met"
-			if ratio(s.proxyUS, floor.proxyUS) > t.limit {
+			if ratio(s.proxyUS, floor.proxyUS) > t.cpuLimit {
 				verdict = "**missed**"
 			}
-			goal = fmt.Sprintf("≤ %.2f×: %s", t.limit, verdict)
+			goal = fmt.Sprintf("≤ %.2f×: %s", t.cpuLimit, verdict)
 		}
 		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %s | %.2f× | %s | %s |\n",
 			t.label, s.rps, fmtDur(s.p50), fmtDur(s.p99), cpu, ratio(s.rps, floor.rps), cpuRatio, goal)
 	}
 
+	h.featureTable(&b, sums)
+
 	cmd := "go run ./bench/e2e"
 	if len(args) > 0 {
 		cmd += " " + strings.Join(args, " ")
 	}
-	fmt.Fprintf(&b, "\nCommand: `%s` (wrk: `%s`).\n", cmd, strings.Join(h.wrkArgv("URL", o.duration), " "))
+	fmt.Fprintf(&b, "\nCommand: `%s` (wrk: `%s`).\n", cmd, strings.Join(h.wrkArgv("URL", o.duration, nil), " "))
 	fmt.Fprintf(&b, "%d rounds × %d s per target, targets alternating (order rotated each round) after %d s of warm-up each; ", o.rounds, o.duration, o.warmup)
 	fmt.Fprintf(&b, "medians over rounds. CPU/req is the proxy process's utime+stime from /proc/PID/stat (CLK_TCK %d) over the requests wrk completed.\n", h.clk)
 	fmt.Fprintf(&b, "%s. GOMAXPROCS follows the affinity mask (1 per pinned process).\n", capitalize(h.pinNote))
@@ -94,22 +96,45 @@ func (h *harness) report(args []string, accessLines int64) string {
 		h.env.cpuModel, h.env.ncpu, h.env.kernel, h.env.goVersion, h.env.wrkVersion, h.env.loadBefore, h.env.loadAfter)
 	fmt.Fprintf(&b, " (other processes share the machine: the \"other load\" column below is the share of the proxy's CPU that went to work not ours while that proxy was measured).\n")
 	fmt.Fprintf(&b, "Floor: httputil.ReverseProxy with Rewrite+SetURL, http.Transport{MaxIdleConnsPerHost: 1024, DisableCompression: true}, a sync.Pool BufferPool of 32 KiB buffers. ")
-	fmt.Fprintf(&b, "Gateway: one static route `GET /bench`, one static instance, access log `json`")
+	fmt.Fprintf(&b, "Gateway: one static route `GET /bench`, one static instance")
+	logOn := slices.ContainsFunc(h.targets, func(t *target) bool { return strings.Contains(t.logBlock, "access_log = true") })
 	switch {
+	case !logOn:
+		fmt.Fprintf(&b, ", access log off.\n")
 	case h.accessOut == "/dev/null":
-		fmt.Fprintf(&b, " to /dev/null.\n")
+		fmt.Fprintf(&b, "; access log `json` to /dev/null.\n")
 	case accessLines >= 0:
-		fmt.Fprintf(&b, " to a file (%d lines written).\n", accessLines)
+		fmt.Fprintf(&b, "; access log `json` to a file (%d lines written).\n", accessLines)
 	default:
-		fmt.Fprintf(&b, " to %s.\n", h.accessOut)
+		fmt.Fprintf(&b, "; access log `json` to %s.\n", h.accessOut)
+	}
+	var feats []*target
+	for _, t := range h.targets {
+		if t.rpsGoal > 0 {
+			feats = append(feats, t)
+		}
+	}
+	if len(feats) > 0 {
+		fmt.Fprintf(&b, "Feature rows: the same gateway, route and backend, access log off, each in its own process, plus:\n")
+		for _, t := range feats {
+			fmt.Fprintf(&b, "- %s: %s.", t.key, t.what)
+			if t.check != "" {
+				fmt.Fprintf(&b, " After the run, its metrics: %s.", t.check)
+			}
+			fmt.Fprintf(&b, "\n")
+		}
+		if slices.ContainsFunc(feats, func(t *target) bool { return t.redis != nil }) {
+			fmt.Fprintf(&b, "redis-server (%s) runs with wrk and the backend%s, standing for another machine; its CPU per request is the Redis column.\n",
+				h.env.redisVersion, pinnedWhere(h.loadCPU))
+		}
 	}
 	if o.cpuprofile != "" {
 		fmt.Fprintf(&b, "Profiling run: floor and gateway (served in-process by `e2e gateway`) wrote CPU and allocation profiles to %s; numbers include the profiler's overhead.\n", o.cpuprofile)
 	}
 
 	fmt.Fprintf(&b, "\n<details><summary>Per round</summary>\n\n")
-	fmt.Fprintf(&b, "| round | target | req/s | p50 | p99 | proxy µs/req | backend µs/req | requests | other load on proxy CPU |\n")
-	fmt.Fprintf(&b, "|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "| round | target | req/s | p50 | p99 | proxy µs/req | backend µs/req | redis µs/req | requests | other load on proxy CPU |\n")
+	fmt.Fprintf(&b, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for round := 1; round <= o.rounds; round++ {
 		for _, t := range h.targets {
 			for _, r := range t.rounds {
@@ -124,13 +149,102 @@ func (h *harness) report(args []string, accessLines int64) string {
 				if h.pinned && t.proxy != nil {
 					other = fmt.Sprintf("%.0f%%", r.otherPct)
 				}
-				fmt.Fprintf(&b, "| %d | %s | %.0f | %s | %s | %s | %.1f | %d | %s |\n",
-					round, t.key, r.wrk.ReqPerSec, fmtDur(r.wrk.P50), fmtDur(r.wrk.P99), proxy, r.backendUS, r.wrk.Requests, other)
+				redis := "—"
+				if t.redis != nil {
+					redis = fmt.Sprintf("%.1f", r.redisUS)
+				}
+				fmt.Fprintf(&b, "| %d | %s | %.0f | %s | %s | %s | %.1f | %s | %d | %s |\n",
+					round, t.key, r.wrk.ReqPerSec, fmtDur(r.wrk.P50), fmtDur(r.wrk.P99), proxy, r.backendUS, redis, r.wrk.Requests, other)
 			}
 		}
 	}
 	fmt.Fprintf(&b, "\n</details>\n")
 	return b.String()
+}
+
+// featureTable renders the feature rows as ratios to the plain gateway (access log off)
+// measured in the same run: the issues' throughput targets.
+func (h *harness) featureTable(b *strings.Builder, sums map[string]summary) {
+	var base *target
+	for _, t := range h.targets {
+		if t.key == baseGateway {
+			base = t
+		}
+	}
+	if base == nil {
+		return
+	}
+	bs := sums[baseGateway]
+	rows := 0
+	for _, t := range h.targets {
+		if t.rpsGoal == 0 {
+			continue
+		}
+		if rows == 0 {
+			fmt.Fprintf(b, "\n### Features, as ratios to the plain gateway (same run)\n\n")
+			fmt.Fprintf(b, "| target | req/s (median) | p99 | proxy CPU/req µs (min–max) | req/s ÷ gateway (per round) | CPU/req ÷ gateway | capacity ÷ gateway | Redis CPU/req µs | issue target (req/s) | met? |\n")
+			fmt.Fprintf(b, "|---|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
+			fmt.Fprintf(b, "| %s | %.0f | %s | %.1f (%.1f–%.1f) | 1.00× | 1.00× | 1.00× | — |  |  |\n",
+				base.label, bs.rps, fmtDur(bs.p99), bs.proxyUS, bs.minUS, bs.maxUS)
+		}
+		rows++
+		s := sums[t.key]
+		lo, hi := roundRatios(t.rounds, base.rounds)
+		redis := "—"
+		if t.redis != nil {
+			redis = fmt.Sprintf("%.1f", median(redisUS(t.rounds)))
+		}
+		rps, capacity := ratio(s.rps, bs.rps), ratio(bs.proxyUS, s.proxyUS)
+		verdict := func(q float64) string {
+			if q < t.rpsGoal {
+				return "**missed**"
+			}
+			return "met"
+		}
+		fmt.Fprintf(b, "| %s | %.0f | %s | %.1f (%.1f–%.1f) | %.2f× (%.2f–%.2f) | %.2f× | %.2f× | %s | ≥ %.2f× (issue %s) | req/s %s; capacity %s |\n",
+			t.label, s.rps, fmtDur(s.p99), s.proxyUS, s.minUS, s.maxUS,
+			rps, lo, hi, ratio(s.proxyUS, bs.proxyUS), capacity, redis, t.rpsGoal, t.issue, verdict(rps), verdict(capacity))
+	}
+	if rows > 0 {
+		fmt.Fprintf(b, "\nCapacity is the plain gateway's CPU per request over this row's: the req/s ratio when the proxy's CPU is the bottleneck and nothing else runs on it. ")
+		fmt.Fprintf(b, "On a shared machine it is the steadier of the two; req/s also moves with other processes' load on the proxy's CPU (the per-round table's last column).\n")
+	}
+}
+
+// roundRatios is the lowest and highest req/s ratio of a target to base within a round.
+func roundRatios(rs, base []roundResult) (lo, hi float64) {
+	first := true
+	for _, r := range rs {
+		for _, br := range base {
+			if br.round != r.round {
+				continue
+			}
+			q := ratio(r.wrk.ReqPerSec, br.wrk.ReqPerSec)
+			if first || q < lo {
+				lo = q
+			}
+			if first || q > hi {
+				hi = q
+			}
+			first = false
+		}
+	}
+	return lo, hi
+}
+
+func redisUS(rs []roundResult) []float64 {
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = r.redisUS
+	}
+	return v
+}
+
+func pinnedWhere(cpu string) string {
+	if cpu == "" {
+		return " (unpinned)"
+	}
+	return " on CPU " + cpu
 }
 
 func ratio(a, b float64) float64 {
