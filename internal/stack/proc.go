@@ -9,10 +9,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -260,41 +258,6 @@ func freePorts(n, udp int) ([]int, error) {
 
 // loopback returns "127.0.0.1:port".
 func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
-
-// findBinary resolves a server binary: the environment variable envVar when set,
-// then each candidate that exists, then name on PATH.
-func findBinary(envVar, name string, candidates ...string) (string, error) {
-	if v := os.Getenv(envVar); v != "" {
-		if _, err := os.Stat(v); err != nil {
-			return "", fmt.Errorf("$%s=%s: %w", envVar, v, err)
-		}
-		return v, nil
-	}
-	for _, c := range candidates {
-		if st, err := os.Stat(c); err == nil && !st.IsDir() {
-			return c, nil
-		}
-	}
-	p, err := exec.LookPath(name)
-	if err != nil {
-		where := append([]string{"$" + envVar}, candidates...)
-		return "", fmt.Errorf("%s not found (looked at %s and PATH); `make tools` installs it",
-			name, strings.Join(where, ", "))
-	}
-	return p, nil
-}
-
-// toolsDir is where `make tools` puts the binaries it builds.
-func toolsDir() string {
-	if d := os.Getenv("GATEWAY_TOOLS"); d != "" {
-		return d
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return filepath.Join(os.TempDir(), "gateway-tools")
-	}
-	return filepath.Join(home, ".cache", "gateway-tools")
-}
 
 // logSince returns what was written to the file at path from offset on.
 func logSince(path string, offset int64) []byte {

@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/infinityxone/gateway/internal/tools"
 	"io"
 	"net/http"
 	"net/url"
@@ -221,11 +222,11 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 		s.JWTSecret = randomHex(32)
 	}
 
-	consulBin, err := findBinary("CONSUL_BIN", "consul", filepath.Join(toolsDir(), "consul"))
+	consulBin, err := tools.Consul()
 	if err != nil {
 		return s, err
 	}
-	redisBin, err := findBinary("REDIS_SERVER", "redis-server")
+	redisBin, err := tools.Redis()
 	if err != nil {
 		return s, err
 	}

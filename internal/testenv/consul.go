@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/infinityxone/gateway/internal/tools"
 	"net"
 	"net/http"
 	"net/url"
@@ -60,7 +61,7 @@ type consulPorts struct {
 // come up fails the test.
 func StartConsul(t testing.TB) *Consul {
 	t.Helper()
-	bin, err := binary("CONSUL_BIN", "consul", filepath.Join(toolsDir(), "consul"))
+	bin, err := tools.Consul()
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"github.com/infinityxone/gateway/internal/tools"
 	"io"
 	"net"
 	"os"
@@ -39,7 +40,7 @@ type Redis struct {
 // fails the test.
 func StartRedis(t testing.TB) *Redis {
 	t.Helper()
-	bin, err := binary("REDIS_SERVER", "redis-server")
+	bin, err := tools.Redis()
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}

@@ -20,9 +20,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -78,41 +76,6 @@ func (p *process) exited() bool {
 func (p *process) kill() {
 	_ = p.cmd.Process.Kill() // fails only when it already exited
 	<-p.done
-}
-
-// binary resolves a server binary: the environment variable envVar when set,
-// then each of candidates that exists, then name on PATH.
-func binary(envVar, name string, candidates ...string) (string, error) {
-	if v := os.Getenv(envVar); v != "" {
-		if _, err := os.Stat(v); err != nil {
-			return "", fmt.Errorf("$%s=%s: %w", envVar, v, err)
-		}
-		return v, nil
-	}
-	for _, c := range candidates {
-		if st, err := os.Stat(c); err == nil && !st.IsDir() {
-			return c, nil
-		}
-	}
-	p, err := exec.LookPath(name)
-	if err != nil {
-		where := append([]string{"$" + envVar}, candidates...)
-		return "", fmt.Errorf("%s not found (looked at %s and PATH); run `make tools` (or `make test`, which runs it) to install it",
-			name, strings.Join(where, ", "))
-	}
-	return p, nil
-}
-
-// toolsDir is where `make tools` puts the binaries it builds.
-func toolsDir() string {
-	if d := os.Getenv("GATEWAY_TOOLS"); d != "" {
-		return d
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return filepath.Join(os.TempDir(), "gateway-tools")
-	}
-	return filepath.Join(home, ".cache", "gateway-tools")
 }
 
 // freePorts returns n distinct loopback TCP ports that were free a moment ago.

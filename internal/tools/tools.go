@@ -1,0 +1,55 @@
+// Package tools finds the server binaries that tests and the local stack run: a
+// consul agent (built by `make tools` into a cache folder) and redis-server.
+package tools
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// Consul resolves the consul binary: $CONSUL_BIN, then Dir()/consul, then PATH.
+func Consul() (string, error) {
+	return Find("CONSUL_BIN", "consul", filepath.Join(Dir(), "consul"))
+}
+
+// Redis resolves redis-server: $REDIS_SERVER, then PATH.
+func Redis() (string, error) { return Find("REDIS_SERVER", "redis-server") }
+
+// Find resolves a binary: the environment variable envVar when set, then each of
+// candidates that exists, then name on PATH. The error says how to install it.
+func Find(envVar, name string, candidates ...string) (string, error) {
+	if v := os.Getenv(envVar); v != "" {
+		if _, err := os.Stat(v); err != nil {
+			return "", fmt.Errorf("$%s=%s: %w", envVar, v, err)
+		}
+		return v, nil
+	}
+	for _, c := range candidates {
+		if st, err := os.Stat(c); err == nil && !st.IsDir() {
+			return c, nil
+		}
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		where := append([]string{"$" + envVar}, candidates...)
+		return "", fmt.Errorf("%s not found (looked at %s and PATH); run `make tools` (or `make test`, which runs it) to install it",
+			name, strings.Join(where, ", "))
+	}
+	return p, nil
+}
+
+// Dir is where `make tools` puts the binaries it builds: $GATEWAY_TOOLS, else
+// ~/.cache/gateway-tools.
+func Dir() string {
+	if d := os.Getenv("GATEWAY_TOOLS"); d != "" {
+		return d
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return filepath.Join(os.TempDir(), "gateway-tools")
+	}
+	return filepath.Join(home, ".cache", "gateway-tools")
+}
