@@ -1,0 +1,216 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Target kinds.
+const (
+	kindDirect  = "direct"
+	kindFloor   = "floor"
+	kindGateway = "gateway"
+)
+
+// baseGateway is the plain gateway row: one static route, access log off. Feature rows
+// are measured as ratios to it.
+const baseGateway = "gateway-log-off"
+
+// targetSpec describes one target before anything is started.
+type targetSpec struct {
+	key   string
+	label string
+	kind  string
+	// cpuLimit is issue 2's CPU/request target as a multiple of the floor; 0: none.
+	cpuLimit float64
+
+	// Gateway targets only.
+	logBlock string   // the body of the log block
+	features []string // feature blocks this gateway's config carries: jwt, resilience, redis-limit
+
+	// Feature rows: ratios are to baseGateway; rpsGoal is the issue's minimum
+	// req/s ratio.
+	rpsGoal float64
+	issue   string
+	what    string // what the row adds, for the report's notes
+}
+
+// Feature names (targetSpec.features).
+const (
+	featJWT        = "jwt"
+	featResilience = "resilience"
+	featRedisLimit = "redis-limit"
+)
+
+// allTargets are the targets in report order. The order also fixes the rotation: each
+// round starts one target later.
+func allTargets() []targetSpec {
+	return []targetSpec{
+		{key: "direct", label: "direct (wrk → backend)", kind: kindDirect},
+		{key: "floor", label: "floor (httputil.ReverseProxy)", kind: kindFloor},
+		{key: baseGateway, label: "gateway, access log off", kind: kindGateway, cpuLimit: 1.05,
+			logBlock: "  access_log = false\n"},
+		{key: "gateway-log-on", label: "gateway, access log on (json)", kind: kindGateway, cpuLimit: 1.20,
+			logBlock: "  access_log = true\n  format     = \"json\"\n"},
+		{key: "gateway-jwt", label: "gateway + JWT HS256", kind: kindGateway,
+			logBlock: "  access_log = false\n", features: []string{featJWT}, rpsGoal: 0.85, issue: "6",
+			what: "`jwt` HS256 provider on the route, `roles = [\"r\"]`; wrk sends `Authorization: Bearer <token>` (HS256, sub and roles claims, minted with jwtauth.Mint)"},
+		{key: "gateway-breaker-retry", label: "gateway + circuit breaker + retry", kind: kindGateway,
+			logBlock: "  access_log = false\n", features: []string{featResilience}, rpsGoal: 0.97, issue: "5",
+			what: "`retry` (3 attempts, budget 20 %) and `circuit_breaker` (threshold 5, failure_ratio 0.5 over 10 s) on the service; nothing fails"},
+		{key: "gateway-redis-limit", label: "gateway + Redis rate limit", kind: kindGateway,
+			logBlock: "  access_log = false\n", features: []string{featRedisLimit}, rpsGoal: 0.80, issue: "4",
+			what: "`rate_limit` token bucket in Redis (key client_ip, 1,000,000 requests/s, so nothing is refused; on_store_error = \"deny\", so a Redis failure shows as a non-2xx answer) against a redis-server the harness starts"},
+	}
+}
+
+// targetGroups are names -targets accepts besides target keys.
+func targetGroups() map[string][]string {
+	return map[string][]string{
+		"all":      nil, // every target
+		"core":     {"direct", "floor", baseGateway, "gateway-log-on"},
+		"features": {baseGateway, "gateway-jwt", "gateway-breaker-retry", "gateway-redis-limit"},
+	}
+}
+
+// selectTargets parses -targets: a comma-separated list of target keys and group names.
+// The floor is always measured (the main table's ratios are to it), and the plain
+// gateway whenever a feature row is (theirs are to it). The result is in report order.
+func selectTargets(list string) ([]targetSpec, error) {
+	all, groups := allTargets(), targetGroups()
+	want := map[string]bool{}
+	for name := range strings.SplitSeq(list, ",") {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			continue
+		}
+		if g, ok := groups[name]; ok {
+			if g == nil {
+				for _, t := range all {
+					want[t.key] = true
+				}
+			}
+			for _, k := range g {
+				want[k] = true
+			}
+			continue
+		}
+		if !slices.ContainsFunc(all, func(t targetSpec) bool { return t.key == name }) {
+			return nil, fmt.Errorf("-targets: unknown target %q (targets: %s; groups: all, core, features)", name, targetKeys())
+		}
+		want[name] = true
+	}
+	if len(want) == 0 {
+		return nil, fmt.Errorf("-targets: no target named (targets: %s; groups: all, core, features)", targetKeys())
+	}
+	want["floor"] = true
+	var out []targetSpec
+	for _, t := range all {
+		if t.rpsGoal > 0 && want[t.key] {
+			want[baseGateway] = true
+		}
+	}
+	for _, t := range all {
+		if want[t.key] {
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
+func targetKeys() string {
+	all := allTargets()
+	keys := make([]string, len(all))
+	for i, t := range all {
+		keys[i] = t.key
+	}
+	return strings.Join(keys, ", ")
+}
+
+// gwParams are what a gateway target's config is made from.
+type gwParams struct {
+	addr, admin, backend string
+	logBlock             string
+	features             []string
+	jwtSecret            string // featJWT
+	redisAddr            string // featRedisLimit
+}
+
+// gatewayConfig renders a gateway target's config: one static route GET /bench to the
+// backend, plus the blocks of its features.
+func gatewayConfig(p gwParams) string {
+	var top, service, route strings.Builder
+	for _, f := range p.features {
+		switch f {
+		case featJWT:
+			fmt.Fprintf(&top, `
+jwt "bench" {
+  algorithms = ["HS256"]
+  secret     = %q
+}
+`, p.jwtSecret)
+			route.WriteString("  jwt     = \"bench\"\n  roles   = [\"r\"]\n")
+		case featResilience:
+			service.WriteString(`  retry {
+    attempts      = 3
+    backoff       = "50ms"
+    max_backoff   = "1s"
+    budget_ratio  = 0.2
+    budget_window = "10s"
+    budget_min    = 10
+  }
+  circuit_breaker {
+    failure_threshold  = 5
+    open_timeout       = "30s"
+    half_open_requests = 1
+    failure_statuses   = [502, 503, 504]
+    failure_ratio      = 0.5
+    min_requests       = 20
+    window             = "10s"
+  }
+`)
+		case featRedisLimit:
+			fmt.Fprintf(&top, `
+redis {
+  address = %q
+}
+
+rate_limit "bench" {
+  algorithm      = "token_bucket"
+  requests       = 1000000
+  period         = "1s"
+  key            = "client_ip"
+  store          = "redis"
+  on_store_error = "deny"
+}
+`, p.redisAddr)
+			route.WriteString("  rate_limit = \"bench\"\n")
+		}
+	}
+	return fmt.Sprintf(`gateway {
+  address          = %q
+  shutdown_timeout = "2s"
+}
+
+admin {
+  address = %q
+}
+
+log {
+  level = "info"
+%s}
+%s
+service "backend" {
+  instance {
+    address = %q
+  }
+%s}
+
+route "bench" {
+  methods = ["GET"]
+  path    = "/bench"
+  service = "backend"
+%s}
+`, p.addr, p.admin, p.logBlock, top.String(), p.backend, service.String(), route.String())
+}
