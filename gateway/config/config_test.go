@@ -69,6 +69,15 @@ func TestBadConfigs(t *testing.T) {
 		src  string // tail is appended
 		want []string
 	}{
+		// What the limiter and the JWT verifier would refuse at start is refused here too.
+		{"sliding window period in microseconds", "rate_limit \"a\" {\n  algorithm = \"sliding_window\"\n  requests = 10\n  period = \"1500us\"\n  store = \"memory\"\n}\n", []string{
+			`t.hcl:4:3: rate_limit "a": a sliding_window period must be a whole number of milliseconds, not 1.5ms`}},
+		{"requests too large", "rate_limit \"b\" {\n  requests = 2000000000\n  period = \"1h\"\n  store = \"memory\"\n}\n", []string{
+			`t.hcl:2:3: rate_limit "b": requests must be at most 1073741824`}},
+		{"more than a request per microsecond", "rate_limit \"c\" {\n  requests = 1000000\n  period = \"10ms\"\n  store = \"memory\"\n}\n", []string{
+			`t.hcl:3:3: rate_limit "c": a token_bucket needs at least 1µs per request: 1000000 requests in 10ms is too many`}},
+		{"secret and jwks_url", "jwt \"j\" {\n  algorithms = [\"HS256\", \"RS256\"]\n  secret = env(\"SECRET\")\n  jwks_url = \"http://x/jwks\"\n}\n", []string{
+			`t.hcl:4:3: jwt "j": a provider is either symmetric (secret) or asymmetric (jwks_url), not both: declare two jwt blocks`}},
 		// Syntax and structure.
 		{"syntax error", "gateway {\n  address = \n}\n", []string{
 			"t.hcl:2:13: invalid expression: Expected the start of an expression, but found an invalid expression token"}},

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"github.com/infinityxone/gateway/ratelimit"
 	"net"
 	"net/http"
 	"net/url"
@@ -231,6 +232,12 @@ func (v *validator) jwt(j *JWT, l *loc) {
 		v.d.errorf(l.block, "%s", l.msg("no key source: set secret (HS*), public_key_file or jwks_url"))
 	case j.PublicKeyFile != "" && j.JWKSURL != "":
 		v.errorf(l, "jwks_url", "set public_key_file or jwks_url, not both")
+	case j.Secret != "" && (j.PublicKeyFile != "" || j.JWKSURL != ""):
+		attr := "public_key_file"
+		if j.JWKSURL != "" {
+			attr = "jwks_url"
+		}
+		v.errorf(l, attr, "a provider is either symmetric (secret) or asymmetric (%s), not both: declare two jwt blocks", attr)
 	}
 	if j.Secret != "" {
 		if len(j.Secret) < minSecretBytes {
@@ -266,6 +273,21 @@ func (v *validator) jwt(j *JWT, l *loc) {
 }
 
 func (v *validator) rateLimit(r *RateLimit, l *loc) {
+	before := len(v.d.diags)
+	defer func() {
+		// Whatever else the limiter itself would refuse at start is reported now, so
+		// validate and run never disagree.
+		if len(v.d.diags) > before {
+			return
+		}
+		err := ratelimit.Policy{
+			Name: r.Name, Algorithm: ratelimit.Algorithm(r.Algorithm), Requests: r.Requests, Period: r.Period,
+			Burst: r.Burst, OnStoreError: ratelimit.StoreErrorMode(r.OnStoreError), ExpectedReplicas: r.ExpectedReplicas,
+		}.Validate()
+		if err != nil {
+			v.d.errorf(l.block, "%s", l.msg("%v", err))
+		}
+	}()
 	v.enum(l, "algorithm", r.Algorithm, limitAlgos)
 	if !l.seen["requests"] {
 		v.errorf(l, "requests", "requests is required")
@@ -298,7 +320,24 @@ func (v *validator) rateLimit(r *RateLimit, l *loc) {
 	}
 	v.enum(l, "on_store_error", r.OnStoreError, storeErrors)
 	v.atLeast(l, "expected_replicas", int64(r.ExpectedReplicas), 1)
+	// The limiter's own limits (exact integer arithmetic in Lua, whole milliseconds for a
+	// sliding window) are checked here too, so validate and run never disagree.
+	if r.Requests > maxLimitRequests {
+		v.errorf(l, "requests", "requests must be at most %d", maxLimitRequests)
+	}
+	if l.has("burst") && r.Burst > maxLimitRequests {
+		v.errorf(l, "burst", "burst must be at most %d", maxLimitRequests)
+	}
+	if r.Algorithm == "sliding_window" && r.Period > 0 && r.Period%time.Millisecond != 0 {
+		v.errorf(l, "period", "a sliding_window period must be a whole number of milliseconds, not %v", r.Period)
+	}
+	if r.Algorithm == "token_bucket" && r.Requests > 0 && r.Period > 0 && r.Period/time.Duration(r.Requests) < time.Microsecond {
+		v.errorf(l, "period", "a token_bucket needs at least 1µs per request: %d requests in %v is too many", r.Requests, r.Period)
+	}
 }
+
+// maxLimitRequests keeps the rate limiter's products exact in a Lua double (ratelimit).
+const maxLimitRequests = 1 << 30
 
 // parseKey splits a rate-limit key into its kind and name.
 func parseKey(key string) (kind, name string, ok bool) {
