@@ -69,7 +69,7 @@ func startGateway(t testing.TB, src string, vars map[string]string) *testGateway
 		t.Fatalf("New: %v", err)
 	}
 	front := httptest.NewUnstartedServer(g)
-	front.Config.MaxHeaderBytes = cfg.Gateway.MaxHeaderBytes
+	front.Config.MaxHeaderBytes = g.serverMaxHeaderBytes()
 	front.Start()
 	t.Cleanup(func() {
 		front.Close()

@@ -58,6 +58,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x.ClientIP = g.trusted.forwarded(r, remoteAddr(r), g)
 	g.dropProtected(h)
 
+	if max := g.cfg.Gateway.MaxHeaderBytes; max > 0 && headerBytes(r) > max {
+		x.FailWith(apiError{http.StatusRequestHeaderFieldsTooLarge, codeHeadersTooLarge, "request headers too large"})
+		x.W.Header().Set("Connection", "close")
+		return
+	}
 	if g.maxBody > 0 && r.Body != nil && r.Body != http.NoBody {
 		if r.ContentLength > g.maxBody {
 			x.Fail(ErrBodyTooLarge)
@@ -112,6 +117,18 @@ func (g *Gateway) dropProtected(h http.Header) {
 			delete(h, k)
 		}
 	}
+}
+
+// headerBytes approximates the size of the request head as sent: the request line and
+// every header line.
+func headerBytes(r *http.Request) int {
+	n := len(r.Method) + len(r.RequestURI) + len(r.Proto) + 4
+	for k, vv := range r.Header {
+		for _, v := range vv {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
 }
 
 // rawPath is the request's path as the client wrote it (escapes intact).

@@ -85,7 +85,6 @@ func (p *proxy) Serve(x *Exchange) {
 	}
 
 	var skip tried
-	skip.init()
 	ep, br, ticket := p.pick(key, &skip, false)
 	if ep == nil {
 		p.noInstance(x)
@@ -439,38 +438,58 @@ func (p *proxy) upgrade(x *Exchange, resp *http.Response) {
 }
 
 // tried is the balancer filter of one request: instances already tried, those whose
-// breaker refused it, and instances whose breaker is open. The first eight live in the
-// struct itself, so a request allocates nothing for them.
+// breaker refused it, and instances whose breaker is open. The first eight live in
+// fixed arrays, so the value stays on the caller's stack; more spill into slices.
 type tried struct {
-	eps     []*balancer.Endpoint
-	refused []bool
-	buf     [8]*balancer.Endpoint
-	rbuf    [8]bool
+	n           int
+	eps         [8]*balancer.Endpoint
+	refused     [8]bool
+	more        []*balancer.Endpoint
+	moreRefused []bool
 }
 
-func (t *tried) init() {
-	t.eps, t.refused = t.buf[:0], t.rbuf[:0]
-}
-
+// index returns e's position, -1 if it was not tried.
 func (t *tried) index(e *balancer.Endpoint) int {
-	for i, x := range t.eps {
-		if x == e {
+	for i := 0; i < t.n; i++ {
+		if t.eps[i] == e {
 			return i
+		}
+	}
+	for i, x := range t.more {
+		if x == e {
+			return len(t.eps) + i
 		}
 	}
 	return -1
 }
 
 func (t *tried) add(e *balancer.Endpoint) {
-	if t.index(e) < 0 {
-		t.eps = append(t.eps, e)
-		t.refused = append(t.refused, false)
+	if t.index(e) >= 0 {
+		return
 	}
+	if t.n < len(t.eps) {
+		t.eps[t.n] = e
+		t.n++
+		return
+	}
+	t.more = append(t.more, e)
+	t.moreRefused = append(t.moreRefused, false)
 }
 
 func (t *tried) refuse(e *balancer.Endpoint) {
 	t.add(e)
-	t.refused[t.index(e)] = true
+	if i := t.index(e); i < len(t.eps) {
+		t.refused[i] = true
+	} else {
+		t.moreRefused[i-len(t.eps)] = true
+	}
+}
+
+func (t *tried) wasRefused(i int) bool {
+	if i < len(t.eps) {
+		return t.refused[i]
+	}
+	return t.moreRefused[i-len(t.eps)]
 }
 
 // Skip is the balancer.Filter of a first try: skip what was tried or is open.
@@ -481,7 +500,7 @@ func (t *tried) Skip(e *balancer.Endpoint) bool {
 // SkipRefused is the filter of a retry with no untried instance left.
 func (t *tried) SkipRefused(e *balancer.Endpoint) bool {
 	if i := t.index(e); i >= 0 {
-		return t.refused[i]
+		return t.wasRefused(i)
 	}
 	return isOpen(e)
 }

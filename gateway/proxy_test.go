@@ -295,10 +295,20 @@ func TestFraming(t *testing.T) {
 	})
 	t.Run("headers over the limit", func(t *testing.T) {
 		cfg := strings.Replace(basicConfig, "max_body_bytes = 1024", "max_body_bytes = 1024\n  max_header_bytes = 4096", 1)
-		g2 := startGateway(t, cfg, map[string]string{"A": hostOf(b.Server)})
-		resp, _ := rawRequest(t, g2.Front.Listener.Addr().String(), "GET /hello HTTP/1.1\r\nHost: gw\r\nX-Big: "+strings.Repeat("z", 20000)+"\r\n\r\n")
+		hb := echoBackend(t, "h")
+		g2 := startGateway(t, cfg, map[string]string{"A": hostOf(hb.Server)})
+		// Over the limit: the gateway's JSON 431.
+		resp, body := rawRequest(t, g2.Front.Listener.Addr().String(), "GET /hello HTTP/1.1\r\nHost: gw\r\nX-Big: "+strings.Repeat("z", 5000)+"\r\n\r\n")
+		if resp.StatusCode != 431 || !strings.Contains(body, `"headers_too_large"`) {
+			t.Fatalf("status %d %s", resp.StatusCode, body)
+		}
+		// Far over it: Go's server refuses before the pipeline, still 431.
+		resp, _ = rawRequest(t, g2.Front.Listener.Addr().String(), "GET /hello HTTP/1.1\r\nHost: gw\r\nX-Big: "+strings.Repeat("z", 20000)+"\r\n\r\n")
 		if resp.StatusCode != 431 {
 			t.Fatalf("status %d", resp.StatusCode)
+		}
+		if hb.hits.Load() != 0 {
+			t.Fatal("an oversized request reached the upstream")
 		}
 	})
 }

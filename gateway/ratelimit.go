@@ -156,6 +156,10 @@ func (g *Gateway) rateLimitStage(rt *Route, next Handler) Handler {
 		h["Ratelimit-Limit"] = []string{strconv.Itoa(res.Limit)}
 		h["Ratelimit-Policy"] = p.policy
 		if err != nil {
+			if x.R.Context().Err() != nil {
+				x.W.status, x.ErrorCode = 499, "client_closed_request" // nobody is listening
+				return
+			}
 			if errors.Is(err, ratelimit.ErrStoreUnavailable) {
 				x.FailWith(apiError{http.StatusServiceUnavailable, codeUnavailable, "rate-limit store unavailable"})
 				return

@@ -26,7 +26,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		Handler:           g,
 		ReadHeaderTimeout: gc.ReadHeaderTimeout,
 		IdleTimeout:       gc.IdleTimeout,
-		MaxHeaderBytes:    gc.MaxHeaderBytes,
+		MaxHeaderBytes:    g.serverMaxHeaderBytes(),
 		TLSConfig:         g.tlsConf,
 		ErrorLog:          g.log.Named("http").StandardLogger(nil),
 	}
@@ -105,6 +105,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// serverMaxHeaderBytes is what net/http itself enforces: twice max_header_bytes, so
+// that the pipeline sees (and answers with the JSON 431) headers up to that size; only
+// beyond it does Go's server answer its own plain-text 431.
+func (g *Gateway) serverMaxHeaderBytes() int {
+	return 2 * g.cfg.Gateway.MaxHeaderBytes
 }
 
 func (g *Gateway) closeLogs() {

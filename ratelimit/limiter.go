@@ -115,6 +115,11 @@ func (l *Limiter) Policy() Policy { return l.policy }
 // error wrapping ErrStoreUnavailable (the gateway's 503).
 func (l *Limiter) Allow(ctx context.Context, key string) (Result, error) {
 	res, err := l.store.Allow(ctx, l.policy, key)
+	if err != nil && ctx.Err() != nil {
+		// The caller gave up (its client went away): no decision was needed, and the
+		// store is not to blame, so nothing is counted.
+		return Result{Limit: l.limit}, ctx.Err()
+	}
 	if err == nil {
 		if res.Allowed {
 			l.allowed.Add(1)

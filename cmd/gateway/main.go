@@ -75,6 +75,10 @@ func configFlag(name string, args []string, stderr io.Writer) (string, bool) {
 	if err := fs.Parse(args); err != nil {
 		return "", false
 	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "gateway %s: unexpected argument %q\n", name, fs.Arg(0))
+		return "", false
+	}
 	if *path == "" {
 		fmt.Fprintf(stderr, "gateway %s: -config FILE|DIR (or GATEWAY_CONFIG) is required\n", name)
 		return "", false
