@@ -64,8 +64,11 @@ func (d *idp) set(f func(d *idp)) {
 	f(d)
 }
 
+// provider is the IdP's provider with the verified-token cache off: these tests count
+// the fetches that verifications cause (the cache has its own tests).
 func (d *idp) provider(clk *clock, algs ...string) Provider {
-	return Provider{Name: "idp", JWKSURL: d.srv.URL + "/jwks.json", Algorithms: algs, Now: clk.Now, Logger: hclog.NewNullLogger()}
+	return Provider{Name: "idp", JWKSURL: d.srv.URL + "/jwks.json", Algorithms: algs, Now: clk.Now,
+		Logger: hclog.NewNullLogger(), CacheSize: -1}
 }
 
 func wantHits(t *testing.T, d *idp, n int32) {

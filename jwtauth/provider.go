@@ -24,6 +24,10 @@ const (
 	DefaultMinRefetchInterval = 10 * time.Second
 	// DefaultFetchTimeout is Provider.FetchTimeout when it is zero.
 	DefaultFetchTimeout = 10 * time.Second
+	// DefaultCacheSize is Provider.CacheSize when it is zero.
+	DefaultCacheSize = 10000
+	// DefaultCacheTTL is Provider.CacheTTL when it is zero.
+	DefaultCacheTTL = 30 * time.Second
 	// maxJWKSBytes caps a JWKS document.
 	maxJWKSBytes = 1 << 20
 )
@@ -78,6 +82,14 @@ type Provider struct {
 	MinRefetchInterval time.Duration
 	// FetchTimeout bounds one JWKS fetch (default 10s).
 	FetchTimeout time.Duration
+
+	// CacheSize is how many verified tokens are remembered, so a client that sends the
+	// same token again is not verified again (default 10,000; negative: no cache). A
+	// cached token is still refused once it expires.
+	CacheSize int
+	// CacheTTL is the longest a verified token is trusted without being verified again
+	// (default 30s), which bounds how long a key removed from a JWKS keeps working.
+	CacheTTL time.Duration
 
 	// Now is the clock (default time.Now). Tests move it instead of sleeping.
 	Now func() time.Time

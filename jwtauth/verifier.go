@@ -30,6 +30,7 @@ type Verifier struct {
 	parser *jwt.Parser
 	static map[string]any // alg -> key or jwt.VerificationKeySet (Secret, PublicKeyFile)
 	jwks   *jwks          // JWKSURL
+	cache  *tokenCache    // nil: no cache
 }
 
 // New validates p, applies its defaults, reads PublicKeyFile, and returns a Verifier. It
@@ -73,6 +74,14 @@ func New(p Provider) (*Verifier, error) {
 		opts = append(opts, jwt.WithAudience(v.p.Audience...))
 	}
 	v.parser = jwt.NewParser(opts...)
+	size := v.p.CacheSize
+	if size == 0 {
+		size = DefaultCacheSize
+	}
+	v.cache = newTokenCache(size)
+	if v.p.CacheTTL <= 0 {
+		v.p.CacheTTL = DefaultCacheTTL
+	}
 	return v, nil
 }
 
@@ -95,6 +104,10 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	if len(token) > MaxTokenSize {
 		return nil, fmt.Errorf("%w: %d bytes (limit %d)", ErrTooLarge, len(token), MaxTokenSize)
 	}
+	now := v.p.Now()
+	if c, ok := v.cache.get(token, now); ok {
+		return c, nil
+	}
 	mc := jwt.MapClaims{}
 	tok, err := v.parser.ParseWithClaims(token, mc, func(t *jwt.Token) (any, error) {
 		return v.key(ctx, t)
@@ -102,7 +115,13 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	if err != nil {
 		return nil, v.classify(tok, mc, err)
 	}
-	return newClaims(mc, v.p.RolesClaim), nil
+	c := newClaims(mc, v.p.RolesClaim)
+	until := now.Add(v.p.CacheTTL)
+	if exp := c.ExpiresAt.Add(v.p.Leeway); exp.Before(until) {
+		until = exp
+	}
+	v.cache.put(token, c, until)
+	return c, nil
 }
 
 // key is the jwt.Keyfunc. The parser has already checked the alg against the allowlist,
