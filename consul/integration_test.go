@@ -1,6 +1,7 @@
 package consul
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log"
@@ -354,4 +355,37 @@ func (p *countingProxy) count(service string) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.health[service]
+}
+
+// Keep registers while the agent is still down, and registers again after the agent
+// restarts with fresh state.
+func TestRegistrarKeep(t *testing.T) {
+	agent := testenv.StartConsul(t)
+	c, err := api.NewClient(&api.Config{Address: agent.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := func() bool {
+		entries, _, err := c.Health().Service("edge", "", false, nil)
+		return err == nil && len(entries) == 1
+	}
+	agent.Stop()
+	reg := NewRegistrar(c.Agent(), testLogger(t))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- reg.Keep(ctx, Registration{Service: "edge", Address: "127.0.0.1", Port: 8080}, 100*time.Millisecond)
+	}()
+	agent.Start()
+	eventually(t, waitLong, "registered once the agent is up", listed)
+	agent.Stop()
+	agent.Start() // a dev agent comes back empty
+	eventually(t, waitLong, "registered again after the restart", listed)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Deregister(t.Context()); err != nil || listed() {
+		t.Fatalf("deregister: %v, still listed %v", err, listed())
+	}
 }

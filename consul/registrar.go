@@ -28,6 +28,7 @@ const (
 type AgentAPI interface {
 	ServiceRegisterOpts(service *api.AgentServiceRegistration, opts api.ServiceRegisterOpts) error
 	ServiceDeregisterOpts(serviceID string, q *api.QueryOptions) error
+	Service(serviceID string, q *api.QueryOptions) (*api.AgentService, *api.QueryMeta, error)
 }
 
 // Registration describes one service instance to register with the local agent.
@@ -178,6 +179,64 @@ func (r *Registrar) Register(ctx context.Context, reg Registration) error {
 		}
 	}
 	return nil
+}
+
+// Keep registers reg and keeps it registered until ctx ends: it retries with capped
+// backoff while the agent is unreachable (it may start after us, as in docker compose),
+// then checks every `every` that the agent still knows the instance and registers it
+// again when it does not (an agent restarted with fresh state, a dev agent above all).
+// Called after a successful Register, it only watches. Cancel ctx before Deregister.
+func (r *Registrar) Keep(ctx context.Context, reg Registration, every time.Duration) error {
+	const minWait, maxWait = 250 * time.Millisecond, 10 * time.Second
+	wait := minWait
+	registered := r.ID() != "" // already registered by Register: only watch over it
+	for {
+		next := every
+		if !registered || !r.present(ctx) {
+			if ctx.Err() != nil {
+				return nil
+			}
+			err := r.Register(ctx, reg)
+			switch {
+			case errors.Is(err, ErrInvalidOptions):
+				return err
+			case err != nil:
+				if ctx.Err() != nil {
+					return nil
+				}
+				r.log.Warn("consul registration failed; retrying", "service", reg.Service, "error", err, "retry_in", wait)
+				next = wait
+				wait = min(2*wait, maxWait)
+			default:
+				if registered {
+					r.log.Warn("consul had lost this instance; registered it again", "id", r.ID())
+				}
+				registered, wait = true, minWait
+			}
+		}
+		t := time.NewTimer(next)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// present reports whether the agent still has the registered instance. An agent that
+// cannot be asked counts as present: nothing can be done about it until it answers.
+func (r *Registrar) present(ctx context.Context) bool {
+	id := r.ID()
+	if id == "" {
+		return false
+	}
+	_, _, err := r.agent.Service(id, (&api.QueryOptions{}).WithContext(ctx))
+	var se api.StatusError
+	if errors.As(err, &se) && se.Code == http.StatusNotFound {
+		return false
+	}
+	return true
 }
 
 // Deregister removes the registered instance from the agent. It does nothing

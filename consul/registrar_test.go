@@ -42,6 +42,10 @@ func (f *fakeAgent) ServiceDeregisterOpts(id string, _ *api.QueryOptions) error 
 	return f.deregisterErr
 }
 
+func (f *fakeAgent) Service(id string, _ *api.QueryOptions) (*api.AgentService, *api.QueryMeta, error) {
+	return &api.AgentService{ID: id}, nil, nil
+}
+
 func TestRegistrarRegistration(t *testing.T) {
 	host, _ := os.Hostname()
 	for _, tc := range []struct {

@@ -26,6 +26,8 @@ type discovery struct {
 	watchers []*consul.Watcher
 	reg      *config.Register
 	registr  *consul.Registrar
+	stopKeep context.CancelFunc // ends the keep-registered loop
+	keepDone chan struct{}      // closed when that loop has returned
 	wg       sync.WaitGroup
 
 	updates *prometheus.CounterVec
@@ -123,13 +125,19 @@ func (d *discovery) start(ctx context.Context) {
 
 // stop ends the watchers and waits for them.
 func (d *discovery) stop() {
+	if d.stopKeep != nil {
+		d.stopKeep()
+		<-d.keepDone
+	}
 	for _, w := range d.watchers {
 		w.Stop()
 	}
 	d.wg.Wait()
 }
 
-// register registers this replica with an HTTP check on its own /readyz.
+// register registers this replica with an HTTP check on its own /readyz, and keeps it
+// registered in the background: retried while the agent is unreachable, registered again
+// if the agent forgets it (a restarted dev agent).
 func (d *discovery) register(ctx context.Context, listen, admin string) error {
 	if d.reg == nil {
 		return nil
@@ -150,8 +158,7 @@ func (d *discovery) register(ctx context.Context, listen, admin string) error {
 	if isUnspecified(ahost) {
 		ahost = addr // the agent checks /readyz where others reach this replica
 	}
-	d.registr = consul.NewRegistrar(d.client.Agent(), d.g.log.Named("consul"))
-	return d.registr.Register(ctx, consul.Registration{
+	reg := consul.Registration{
 		ID:       consul.ServiceID(d.reg.Service, addr, port),
 		Service:  d.reg.Service,
 		Address:  addr,
@@ -159,7 +166,21 @@ func (d *discovery) register(ctx context.Context, listen, admin string) error {
 		Tags:     d.reg.Tags,
 		CheckURL: "http://" + net.JoinHostPort(ahost, aport) + "/readyz",
 		Interval: 2 * time.Second,
-	})
+	}
+	if err := reg.Validate(); err != nil {
+		return err
+	}
+	d.registr = consul.NewRegistrar(d.client.Agent(), d.g.log.Named("consul"))
+	kctx, cancel := context.WithCancel(ctx)
+	d.stopKeep = cancel
+	d.keepDone = make(chan struct{})
+	go func() {
+		defer close(d.keepDone)
+		if err := d.registr.Keep(kctx, reg, 10*time.Second); err != nil {
+			d.g.log.Error("consul registration refused", "error", err)
+		}
+	}()
+	return nil
 }
 
 // deregister removes this replica from Consul, then waits deregister_delay so that load
@@ -167,6 +188,11 @@ func (d *discovery) register(ctx context.Context, listen, admin string) error {
 func (d *discovery) deregister(ctx context.Context) {
 	if d.registr == nil {
 		return
+	}
+	d.stopKeep()
+	select { // a registration in flight must not land after the deregistration
+	case <-d.keepDone:
+	case <-ctx.Done():
 	}
 	id := d.registr.ID()
 	if err := d.registr.Deregister(ctx); err != nil {

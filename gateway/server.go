@@ -60,12 +60,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g.log.Info("listening", "address", scheme+"://"+a, "admin", "http://"+aa)
 	close(g.started)
 	if g.disc != nil {
-		rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
-		if err := g.disc.register(rctx, a, aa); err != nil {
-			// Serving matters more than being listed: keep going, loudly.
-			g.log.Error("consul registration failed", "error", err)
+		if err := g.disc.register(context.WithoutCancel(ctx), a, aa); err != nil {
+			g.log.Error("consul registration", "error", err)
 		}
-		rcancel()
 	}
 
 	select {

@@ -151,7 +151,10 @@ func run(ctx context.Context, o options, logger hclog.Logger, started func(addr 
 	logger = logger.With("service", o.service, "id", id)
 	logger.Info("listening", "address", ln.Addr().String(), "healthy", !o.fail)
 
-	var reg *consul.Registrar
+	var (
+		reg      *consul.Registrar
+		stopKeep = func() {}
+	)
 	if o.register {
 		client, err := consul.NewClient(consul.Config{Address: o.consul, Logger: logger})
 		if err != nil {
@@ -159,11 +162,12 @@ func run(ctx context.Context, o options, logger hclog.Logger, started func(addr 
 			return err
 		}
 		reg = consul.NewRegistrar(client.Agent(), logger)
-		err = registerUntilDone(ctx, reg, consul.Registration{
+		registration := consul.Registration{
 			ID: id, Service: o.service, Address: host, Port: port, Tags: o.tags,
 			CheckURL: "http://" + net.JoinHostPort(host, strconv.Itoa(port)) + "/health",
 			Interval: o.interval,
-		}, logger)
+		}
+		err = registerUntilDone(ctx, reg, registration, logger)
 		if err != nil {
 			_ = srv.Close()
 			if ctx.Err() != nil {
@@ -171,6 +175,15 @@ func run(ctx context.Context, o options, logger hclog.Logger, started func(addr 
 			}
 			return err
 		}
+		// Registered: stay registered if the agent restarts and forgets us.
+		kctx, cancelKeep := context.WithCancel(ctx)
+		keepDone := make(chan struct{})
+		go func() {
+			defer close(keepDone)
+			_ = reg.Keep(kctx, registration, 10*time.Second)
+		}()
+		stopKeep = func() { cancelKeep(); <-keepDone }
+		defer stopKeep()
 	}
 	if started != nil {
 		started(ln.Addr().String())
@@ -182,6 +195,7 @@ func run(ctx context.Context, o options, logger hclog.Logger, started func(addr 
 	case <-ctx.Done():
 	}
 	logger.Info("shutting down")
+	stopKeep() // no re-registration may land after the deregistration
 	if reg != nil {
 		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := reg.Deregister(dctx); err != nil {
