@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need, and only what is missing (safe to run again):
+#   gcc             Debian package (go test -race needs cgo)
 #   redis-server    Debian package
 #   consul          Consul v1.14.11 built from the tools module tools/consul through
 #                   the Go module proxy, into ${GATEWAY_TOOLS:-$HOME/.cache/gateway-tools}
@@ -20,7 +21,7 @@ say() { echo "install-tools: $*"; }
 
 sudo_cmd=()
 if [ "$(id -u)" -ne 0 ]; then
-	sudo_cmd=(sudo)
+	sudo_cmd=(sudo -n) # never wait for a password
 fi
 
 apt_updated=false
@@ -58,6 +59,8 @@ fi
 
 missing=()
 
+# go test -race needs cgo, so a C compiler.
+need_command gcc || missing+=(gcc)
 need_command redis-server || missing+=(redis-server)
 
 # consul: rebuilt when absent or not the version that tools/consul/go.mod pins.
