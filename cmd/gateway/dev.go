@@ -75,7 +75,7 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, `
   Infinity X One gateway (dev) on %[1]s   admin on http://%[2]s
 
-  curl -i %[1]s/hello
+  curl -i %[1]s/hello                            # RateLimit-* headers: 60 a minute
   curl -i %[1]s/api/users/42
   curl -i %[1]s/static/css/site.css
   curl -i %[1]s/api/me                           # 401: needs a token

@@ -29,11 +29,20 @@ service "users" {
   instance { address = env("DEV_USERS_1") }
 }
 
-# A static path.
+# A per-client limit kept in memory (production replicas share theirs in Redis).
+rate_limit "dev" {
+  requests = 60
+  period   = "1m"
+  key      = "client_ip"
+  store    = "memory"
+}
+
+# A static path, rate limited: every answer carries RateLimit-* headers.
 route "hello" {
-  methods = ["GET"]
-  path    = "/hello"
-  service = "demo"
+  methods    = ["GET"]
+  path       = "/hello"
+  service    = "demo"
+  rate_limit = "dev"
 }
 
 # A :param segment; /api is stripped before the request goes upstream.

@@ -257,6 +257,11 @@ func TestDevServes(t *testing.T) {
 			t.Fatalf("%s: %d %s", path, code, body)
 		}
 	}
+	resp, err := http.Get(base + "/hello")
+	if err != nil || resp.Header.Get("Ratelimit-Limit") != "60" {
+		t.Fatalf("/hello: %v %v", err, resp)
+	}
+	resp.Body.Close()
 	if code, _ := call("/api/me", ""); code != 401 {
 		t.Fatalf("/api/me without a token: %d", code)
 	}
