@@ -30,6 +30,7 @@ type rateLimits struct {
 	memory   *ratelimit.MemoryStore // store = "memory" policies, and "local" fallbacks
 	limiters []*ratelimit.Limiter
 	policies map[string]*ratePolicy
+	counts   headerInts // RateLimit-Remaining, -Reset and Retry-After values
 }
 
 // ratePolicy is a compiled rate_limit block.
@@ -39,6 +40,49 @@ type ratePolicy struct {
 	keyKind string // client_ip | header | claim | route
 	keyName string
 	policy  []string // RateLimit-Policy value: "100;w=60" (shared; cap == len)
+	limit   int      // the bucket's capacity: Result.Limit unless the local fallback decided
+	limitV  []string // RateLimit-Limit value for limit (shared; cap == len)
+	counts  headerInts
+}
+
+// headerInts holds the header values ("0", "1", …) of the small numbers that
+// RateLimit-Remaining, RateLimit-Reset and Retry-After mostly carry, each a
+// one-element slice shared by every response (cap == len, so an append by anyone
+// copies), so setting one allocates nothing.
+type headerInts [][]string
+
+// headerIntsLen bounds the table: 1024 values, about 40 KiB, for all policies.
+const headerIntsLen = 1024
+
+func newHeaderInts() headerInts {
+	t := make(headerInts, headerIntsLen)
+	for i := range t {
+		t[i] = []string{strconv.Itoa(i)}
+	}
+	return t
+}
+
+// set sets h[k] to n and h[k2] to n2 (canonical keys), with one allocation for both
+// when either is outside the table.
+func (t headerInts) set(h http.Header, k string, n int, k2 string, n2 int) {
+	v, v2 := t.lookup(n), t.lookup(n2)
+	if v == nil || v2 == nil {
+		both := []string{strconv.Itoa(n), strconv.Itoa(n2)}
+		if v == nil {
+			v = both[0:1:1]
+		}
+		if v2 == nil {
+			v2 = both[1:2:2]
+		}
+	}
+	h[k], h[k2] = v, v2
+}
+
+func (t headerInts) lookup(n int) []string {
+	if n >= 0 && n < len(t) {
+		return t[n]
+	}
+	return nil
 }
 
 func newRateLimits(g *Gateway, cfg *config.Config) (_ *rateLimits, err error) {
@@ -64,6 +108,7 @@ func newRateLimits(g *Gateway, cfg *config.Config) (_ *rateLimits, err error) {
 	}
 	obs := ratelimit.ObserverFunc(func(policy string, o ratelimit.Outcome) { counters[policy][o].Inc() })
 
+	rl.counts = newHeaderInts()
 	rl.memory = ratelimit.NewMemoryStore(ratelimit.MemoryStoreOptions{})
 	if r := cfg.Redis; r != nil {
 		rl.client = ratelimit.NewRedisClient(ratelimit.RedisConfig{
@@ -97,6 +142,9 @@ func newRateLimits(g *Gateway, cfg *config.Config) (_ *rateLimits, err error) {
 		rl.policies[p.Name] = &ratePolicy{
 			name: p.Name, lim: lim, keyKind: p.KeyKind, keyName: p.KeyName,
 			policy: []string{strconv.Itoa(p.Requests) + ";w=" + strconv.FormatInt(int64(math.Ceil(p.Period.Seconds())), 10)},
+			limit:  lim.Limit(),
+			limitV: []string{strconv.Itoa(lim.Limit())},
+			counts: rl.counts,
 		}
 	}
 	return rl, nil
@@ -153,7 +201,11 @@ func (g *Gateway) rateLimitStage(rt *Route, next Handler) Handler {
 	return HandlerFunc(func(x *Exchange) {
 		res, err := p.lim.Allow(x.R.Context(), p.key(x, routeKey))
 		h := x.W.Header()
-		h["Ratelimit-Limit"] = []string{strconv.Itoa(res.Limit)}
+		if res.Limit == p.limit {
+			h["Ratelimit-Limit"] = p.limitV
+		} else {
+			h["Ratelimit-Limit"] = []string{strconv.Itoa(res.Limit)}
+		}
 		h["Ratelimit-Policy"] = p.policy
 		if err != nil {
 			if x.R.Context().Err() != nil {
@@ -168,11 +220,14 @@ func (g *Gateway) rateLimitStage(rt *Route, next Handler) Handler {
 			return
 		}
 		if !res.Degraded || res.Remaining > 0 || !res.Allowed {
-			h["Ratelimit-Remaining"] = []string{strconv.Itoa(res.Remaining)}
-			h["Ratelimit-Reset"] = []string{strconv.Itoa(ceilSeconds(res.ResetAfter, 0))}
+			p.counts.set(h, "Ratelimit-Remaining", res.Remaining, "Ratelimit-Reset", ceilSeconds(res.ResetAfter, 0))
 		}
 		if !res.Allowed {
-			h["Retry-After"] = []string{strconv.Itoa(ceilSeconds(res.RetryAfter, 1))}
+			if v := p.counts.lookup(ceilSeconds(res.RetryAfter, 1)); v != nil {
+				h["Retry-After"] = v
+			} else {
+				h["Retry-After"] = []string{strconv.Itoa(ceilSeconds(res.RetryAfter, 1))}
+			}
 			x.FailWith(apiError{http.StatusTooManyRequests, codeRateLimited, "rate limit exceeded"})
 			return
 		}

@@ -2,7 +2,11 @@ package ratelimit
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strconv"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -18,72 +22,146 @@ import (
 // — hands the pending list to the flusher, which sends it as one pipeline
 // (at most maxBatch decisions), and again, until nothing is pending.
 //
-// Redis runs a pipelined EVALSHA for about half the CPU of a lone one (no
-// read and write syscall per command), and one connection carries the
-// whole batch, which is what lets one Redis serve more replicas.
+// One connection carries the whole batch, and a round trip's syscalls are
+// shared by it on both sides: a write and a read for Redis, and for the
+// gateway a write (which wakes Redis, the dearest part) and a read. Over a
+// single server the batch is one batch-script EVALSHA per algorithm (see
+// batch), so Redis also pays its per-EVALSHA cost once per batch; that is
+// what lets one Redis serve more replicas, and what keeps the decision's
+// wait for Redis short when Redis shares a CPU with other work.
+//
+// A waiting decision costs no timer of its own. Its deadline (start +
+// timeout) is a number; one timer per coalescer, the reaper, is set at the
+// earliest deadline of the decisions waiting whenever the flusher sends a
+// pipeline, and when it fires it lets every decision past its deadline go
+// with context.DeadlineExceeded. A pipeline's context carries the latest
+// deadline of its batch, so the round trip is cut when nobody waits for
+// it any more; a decision past its deadline when its turn comes is not
+// sent. A decision that waits behind a lone EVALSHA needs no reaper: that
+// round trip ends by its own, earlier, deadline.
+//
+// A waiting call has two owners, its caller and the coalescer (the pending
+// list, then the flusher), and goes back to the pool when both are done
+// with it (call.refs).
 type coalescer struct {
 	s        *RedisStore
 	maxBatch int
 
+	// The flusher's: a pipeline (Exec empties it) and scratch space.
+	pipe    redis.Pipeliner
+	batches [2]batch // token bucket, sliding window
+	singles []*call
+	cmds    []redis.Cmder
+
 	mu       sync.Mutex
 	inflight bool    // a round trip is out or the flusher owns the pending list
-	pending  []*call // waiting for the next pipeline
+	pending  []*call // waiting for the next pipeline, oldest first
+	held     []*call // taken by the flusher, not yet released (written under mu)
 	closed   bool
+	reaper   *time.Timer // runs reap; armed while the flusher has calls out
 
 	kick chan struct{} // cap 1: the flusher has work
 	stop chan struct{} // closed by close
 	done chan struct{} // closed when the flusher has returned
 }
 
-// call is one decision waiting in the coalescer. ready is closed once vals
-// and err are set; a caller that gave up (ctx done) never reads them.
-type call struct {
-	ctx   context.Context
-	sc    *script
-	keys  []string
-	args  []any
-	epoch uint64
-	cmd   *redis.Cmd
-	vals  []int64
-	err   error
-	ready chan struct{}
-}
+// errKeyRefused: a batch script could not read or write a decision's key
+// (one holding another type, say); the per-key script answers Redis's own
+// error instead.
+var errKeyRefused = errors.New("batch script")
 
 func newCoalescer(s *RedisStore, maxBatch int) *coalescer {
 	co := &coalescer{
 		s:        s,
 		maxBatch: maxBatch,
-		kick:     make(chan struct{}, 1),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
+		pipe:     s.client.Pipeline(),
+		batches: [2]batch{
+			{one: s.gcra, sc: s.gcraBatch},
+			{one: s.sliding, sc: s.slidingBatch},
+		},
+		kick: make(chan struct{}, 1),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
 	}
+	co.reaper = time.AfterFunc(time.Hour, co.reap)
+	co.reaper.Stop()
 	go co.flusher()
 	return co
 }
 
-// do runs one script and waits for its answer or ctx.
-func (co *coalescer) do(ctx context.Context, sc *script, keys []string, args []any) ([]int64, error) {
+// do runs c (prepared, owned by do from here on: it goes back to the pool)
+// and waits for its answer or ctx.
+func (co *coalescer) do(ctx context.Context, c *call) ([4]int64, error) {
+	c.ctx = ctx
+	c.deadline = time.Now().Add(co.s.timeout)
 	co.mu.Lock()
 	if co.closed {
 		co.mu.Unlock()
-		return nil, ErrClosed
+		co.s.putCall(c)
+		return [4]int64{}, ErrClosed
 	}
 	if !co.inflight {
 		// Nothing out: go now, on this goroutine.
 		co.inflight = true
 		co.mu.Unlock()
-		vals, err := co.s.eval(ctx, sc, keys, args)
+		tctx, cancel := context.WithDeadline(ctx, c.deadline)
+		err := co.s.eval(tctx, c)
+		cancel()
+		vals := c.vals
+		co.s.putCall(c)
 		co.release()
 		return vals, err
 	}
-	c := &call{ctx: ctx, sc: sc, keys: keys, args: args, ready: make(chan struct{})}
+	c.refs.Store(2) // this caller and the coalescer
 	co.pending = append(co.pending, c)
 	co.mu.Unlock()
 	select {
 	case <-c.ready:
-		return c.vals, c.err
 	case <-ctx.Done():
-		return nil, ctx.Err() // the flusher skips c, or finishes it unread
+		if c.state.CompareAndSwap(callWaiting, callAbandoned) {
+			co.unref(c) // the flusher skips c
+			return [4]int64{}, ctx.Err()
+		}
+		<-c.ready // finished or expired meanwhile: the signal is on the way
+	}
+	if c.state.Load() != callDone { // the reaper: the deadline passed
+		co.unref(c)
+		return [4]int64{}, context.DeadlineExceeded
+	}
+	vals, err := c.vals, c.err
+	co.unref(c)
+	return vals, err
+}
+
+// unref drops one owner's hold on c; the last one pools it.
+func (co *coalescer) unref(c *call) {
+	if c.refs.Add(-1) == 0 {
+		co.s.putCall(c)
+	}
+}
+
+// reap lets every waiting call past its deadline go, and while the flusher
+// has calls out, arms the reaper again for the next deadline.
+func (co *coalescer) reap() {
+	now := time.Now()
+	co.mu.Lock()
+	defer co.mu.Unlock()
+	var next time.Time
+	for _, list := range [2][]*call{co.held, co.pending} {
+		for _, c := range list {
+			switch {
+			case c.state.Load() != callWaiting:
+			case !now.Before(c.deadline):
+				if c.state.CompareAndSwap(callWaiting, callExpired) {
+					c.ready <- struct{}{} // cap 1, sent once: never blocks
+				}
+			case next.IsZero() || c.deadline.Before(next):
+				next = c.deadline
+			}
+		}
+	}
+	if len(co.held) > 0 && !next.IsZero() {
+		co.reaper.Reset(next.Sub(now))
 	}
 }
 
@@ -126,22 +204,41 @@ func (co *coalescer) flusher() {
 			co.mu.Lock()
 			if len(co.pending) == 0 {
 				co.inflight = false
+				co.reaper.Stop()
 				co.mu.Unlock()
 				break
 			}
 			n := min(len(co.pending), co.maxBatch)
-			batch = append(batch[:0], co.pending[:n]...)
+			co.held = append(co.held[:0], co.pending[:n]...)
 			rest := copy(co.pending, co.pending[n:])
 			clear(co.pending[rest:])
 			co.pending = co.pending[:rest]
+			earliest := co.held[0].deadline
+			for _, c := range co.held[1:] {
+				if c.deadline.Before(earliest) {
+					earliest = c.deadline
+				}
+			}
+			co.reaper.Reset(time.Until(earliest))
 			co.mu.Unlock()
 
-			retry = co.run(batch, retry[:0])
+			batch = append(batch[:0], co.held...)
+			retry = co.run(batch, retry[:0], true)
 			if len(retry) > 0 {
-				co.run(retry, nil)
+				co.run(retry, nil, false)
 			}
 			clear(batch)
 			clear(retry)
+
+			// The reaper no longer sees these calls: they may be pooled.
+			co.mu.Lock()
+			held := co.held
+			co.held = co.held[:0] // the array is kept: only the flusher writes it
+			co.mu.Unlock()
+			for _, c := range held {
+				co.unref(c)
+			}
+			clear(held)
 		}
 	}
 }
@@ -153,60 +250,195 @@ func (co *coalescer) failPending() {
 	co.mu.Lock()
 	defer co.mu.Unlock()
 	for _, c := range co.pending {
-		co.finish(c, nil, ErrClosed)
+		co.finish(c, ErrClosed)
+		co.unref(c)
 	}
+	clear(co.pending)
 	co.pending = nil
+	co.reaper.Stop()
 }
 
 // run sends calls as one pipeline and finishes each, except those answered
-// NOSCRIPT: after loading their script it appends them to retry (when retry
-// is not nil) for another pipeline.
-func (co *coalescer) run(calls []*call, retry []*call) []*call {
-	ctx, cancel := context.WithTimeout(context.Background(), co.s.timeout)
-	defer cancel()
-	pipe := co.s.client.Pipeline()
-	n := 0
+// NOSCRIPT when reload is set: after loading their script it appends them to
+// retry for another pipeline. calls is reordered and overwritten.
+//
+// With batching (a single Redis server), the decisions of each algorithm go
+// as one batch-script EVALSHA when there are two or more of them;
+// otherwise each decision is its own EVALSHA in the pipeline.
+func (co *coalescer) run(calls, retry []*call, reload bool) []*call {
+	// Drop what needs no round trip; the latest deadline of the rest
+	// bounds the pipeline (each caller stops waiting at its own).
+	now := time.Now()
+	var deadline time.Time
+	sent := calls[:0]
 	for _, c := range calls {
-		if err := c.ctx.Err(); err != nil {
-			co.finish(c, nil, err) // its caller is gone: spend no token for it
-			continue
+		switch {
+		case c.state.Load() != callWaiting:
+			// Its caller is gone (or the reaper let it go): spend no token.
+		case c.ctx.Err() != nil:
+			co.finish(c, c.ctx.Err())
+		case !now.Before(c.deadline):
+			co.finish(c, context.DeadlineExceeded)
+		default:
+			if c.deadline.After(deadline) {
+				deadline = c.deadline
+			}
+			sent = append(sent, c)
 		}
-		c.epoch = c.sc.epoch.Load()
-		c.cmd = pipe.EvalSha(ctx, c.sc.sha, c.keys, c.args...)
-		n++
 	}
-	if n == 0 {
+	clear(calls[len(sent):])
+	if len(sent) == 0 {
 		return retry
 	}
-	_, _ = pipe.Exec(ctx) // errors are per command
-	var loaded map[*script]error
-	for _, c := range calls {
-		if c.cmd == nil {
-			continue
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+
+	// Group; a group of one goes as a per-key EVALSHA.
+	singles := sent
+	if co.s.batch {
+		singles = co.singles[:0]
+		for _, c := range sent {
+			if b := co.batchOf(c.sc); b != nil {
+				b.calls = append(b.calls, c)
+			} else {
+				singles = append(singles, c)
+			}
 		}
-		vals, err := c.cmd.Int64Slice()
-		c.cmd = nil
-		if isNoScript(err) && retry != nil {
+		for i := range co.batches {
+			if b := &co.batches[i]; len(b.calls) == 1 {
+				singles = append(singles, b.calls[0])
+				b.calls = b.calls[:0]
+			}
+		}
+	}
+	cmds := co.cmds[:0]
+	for _, c := range singles {
+		c.epoch = c.sc.epoch.Load()
+		c.cmd = c.command(ctx)
+		cmds = append(cmds, c.cmd)
+	}
+	for i := range co.batches {
+		if b := &co.batches[i]; len(b.calls) > 0 {
+			cmds = append(cmds, b.command(ctx))
+		}
+	}
+	_ = co.pipe.BatchProcess(ctx, cmds...)
+	_, _ = co.pipe.Exec(ctx) // errors are per command
+	clear(cmds)
+	co.cmds = cmds
+
+	var loaded map[*script]error
+	done := func(c *call, sc *script, epoch uint64, err error) {
+		if isNoScript(err) && reload {
 			if loaded == nil {
 				loaded = make(map[*script]error, 2)
 			}
-			lerr, done := loaded[c.sc]
-			if !done {
-				lerr = co.s.load(ctx, c.sc, c.epoch)
-				loaded[c.sc] = lerr
+			lerr, ok := loaded[sc]
+			if !ok {
+				lerr = co.s.load(ctx, sc, epoch)
+				loaded[sc] = lerr
 			}
 			if lerr == nil {
 				retry = append(retry, c)
-				continue
+				return
 			}
 			err = lerr
 		}
-		co.finish(c, vals, err)
+		co.finish(c, err)
+	}
+	for _, c := range singles {
+		err := c.result(c.cmd)
+		c.cmd = nil
+		done(c, c.sc, c.epoch, err)
+	}
+	if co.s.batch {
+		clear(singles)
+		co.singles = singles[:0]
+	}
+	for i := range co.batches {
+		b := &co.batches[i]
+		if len(b.calls) == 0 {
+			continue
+		}
+		vals, err := b.cmd.Result()
+		if err == nil && len(vals) != 4*len(b.calls) {
+			err = fmt.Errorf("batch script returned %d values for %d keys", len(vals), len(b.calls))
+		}
+		for j, c := range b.calls {
+			cerr := err
+			if err == nil {
+				copy(c.vals[:], vals[4*j:4*j+4])
+				if c.vals[0] < 0 {
+					cerr = fmt.Errorf("%w: redis refused reading or writing %s", errKeyRefused, c.key)
+				}
+			}
+			done(c, b.sc, b.epoch, cerr)
+		}
+		b.reset()
 	}
 	return retry
 }
 
-func (co *coalescer) finish(c *call, vals []int64, err error) {
-	c.vals, c.err = vals, err
-	close(c.ready)
+// batchOf is the batch that takes calls of the per-key script sc, or nil.
+func (co *coalescer) batchOf(sc *script) *batch {
+	for i := range co.batches {
+		if co.batches[i].one == sc {
+			return &co.batches[i]
+		}
+	}
+	return nil
+}
+
+// batch is one batch-script EVALSHA being built or out: the decisions of
+// one algorithm in a pipeline, in order. The flusher owns the coalescer's
+// two (token bucket, sliding window) and reuses their slices; like a
+// call's, the command's arguments point into the calls and the batch.
+type batch struct {
+	one    *script // the per-key script whose calls this batch takes
+	sc     *script // the batch script
+	calls  []*call
+	args   []any
+	stride int64 // ARGV per key: 2, or 3 with the tests' time
+	epoch  uint64
+	cmd    *redis.IntSliceCmd
+}
+
+// command builds the batch's EVALSHA: keys in order, then the stride and
+// each call's ARGV.
+func (b *batch) command(ctx context.Context) *redis.IntSliceCmd {
+	b.stride = int64(b.calls[0].nargs - 4)
+	args := append(b.args[:0], "evalsha", &b.sc.sha, strconv.Itoa(len(b.calls)))
+	for _, c := range b.calls {
+		args = append(args, &c.key)
+	}
+	args = append(args, &b.stride)
+	for _, c := range b.calls {
+		args = append(args, &c.argv[0], &c.argv[1])
+		if b.stride == 3 {
+			args = append(args, &c.argv[2])
+		}
+	}
+	b.args = args
+	b.epoch = b.sc.epoch.Load()
+	b.cmd = redis.NewIntSliceCmd(ctx, args...)
+	return b.cmd
+}
+
+// reset forgets the calls, which may be pooled and reused from now on.
+func (b *batch) reset() {
+	clear(b.calls)
+	b.calls = b.calls[:0]
+	clear(b.args)
+	b.args = b.args[:0]
+	b.cmd = nil
+}
+
+// finish hands c's answer (c.vals, set by c.result) and err to its caller,
+// unless the caller gave up or the reaper let it go. The coalescer's hold
+// on c stays (see the flusher).
+func (co *coalescer) finish(c *call, err error) {
+	c.err = err
+	if c.state.CompareAndSwap(callWaiting, callDone) {
+		c.ready <- struct{}{} // cap 1, sent once: never blocks
+	}
 }

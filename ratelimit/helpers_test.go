@@ -2,7 +2,9 @@ package ratelimit
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -36,20 +38,27 @@ func (c *fakeClock) Advance(d time.Duration) {
 
 // countHook counts what a go-redis client sends for the store: EVALSHAs
 // sent one by one (each a round trip), SCRIPT LOADs, pipelines carrying
-// EVALSHAs (one round trip each) and the EVALSHAs inside them. Connection
+// EVALSHAs (one round trip each) and the decisions inside them. Connection
 // handshakes (HELLO, CLIENT SETINFO), which also pass through hooks, are
 // not counted. If gate is set, the first exchange carrying an EVALSHA
 // waits for it.
 type countHook struct {
 	calls     atomic.Int64 // EVALSHA sent alone
 	loads     atomic.Int64 // SCRIPT LOAD
+	mu        sync.Mutex
+	loaded    map[string]int // SCRIPT LOADs by script source
 	pipelines atomic.Int64
-	piped     atomic.Int64 // EVALSHAs sent inside pipelines
-	lastBatch atomic.Int64
+	piped     atomic.Int64 // decisions sent inside pipelines (keys of their EVALSHAs)
+	lastBatch atomic.Int64 // decisions in the last pipeline
+	lastEvals atomic.Int64 // EVALSHAs in the last pipeline
 
 	gateOnce sync.Once
 	gate     chan struct{} // nil: no gate
 	gated    chan struct{} // closed when the first exchange is held at the gate
+
+	pipeOnce  sync.Once
+	pipeGate  chan struct{} // nil: no gate; else the first pipeline waits for it
+	pipeGated chan struct{} // closed when the first pipeline is held, not yet sent
 }
 
 func (h *countHook) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -62,6 +71,14 @@ func (h *countHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			h.wait()
 		case "script":
 			h.loads.Add(1)
+			if a := cmd.Args(); len(a) > 2 {
+				h.mu.Lock()
+				if h.loaded == nil {
+					h.loaded = map[string]int{}
+				}
+				h.loaded[fmt.Sprint(a[2])]++
+				h.mu.Unlock()
+			}
 		}
 		return next(ctx, cmd)
 	}
@@ -69,10 +86,11 @@ func (h *countHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 
 func (h *countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		n := 0
+		n, evals := 0, 0
 		for _, c := range cmds {
 			if c.Name() == "evalsha" {
-				n++
+				n += numKeys(c)
+				evals++
 			}
 		}
 		if n == 0 {
@@ -81,9 +99,27 @@ func (h *countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 		h.pipelines.Add(1)
 		h.piped.Add(int64(n))
 		h.lastBatch.Store(int64(n))
+		h.lastEvals.Store(int64(evals))
 		h.wait()
+		if h.pipeGate != nil {
+			h.pipeOnce.Do(func() {
+				close(h.pipeGated)
+				<-h.pipeGate
+			})
+		}
 		return next(ctx, cmds)
 	}
+}
+
+// numKeys is an EVALSHA's number of keys: the decisions it carries.
+func numKeys(c redis.Cmder) int {
+	if a := c.Args(); len(a) > 2 {
+		if s, ok := a[2].(string); ok {
+			n, _ := strconv.Atoi(s)
+			return n
+		}
+	}
+	return 0
 }
 
 // wait holds the first exchange at the gate, if there is one.
@@ -97,6 +133,17 @@ func (h *countHook) wait() {
 		close(h.gated)
 		<-h.gate
 	}
+}
+
+// maxLoads is the most SCRIPT LOADs any one script got, and how many
+// scripts were loaded.
+func (h *countHook) maxLoads() (most, scripts int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, n := range h.loaded {
+		most = max(most, n)
+	}
+	return most, len(h.loaded)
 }
 
 // hits counts the exchanges that carried decisions.

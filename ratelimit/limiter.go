@@ -108,6 +108,11 @@ func NewLimiter(p Policy, store Store, opts LimiterOptions) (*Limiter, error) {
 // Policy returns the policy with its defaults filled in.
 func (l *Limiter) Policy() Policy { return l.policy }
 
+// Limit is the bucket's capacity: Result.Limit of every decision except
+// those of the OnErrorLocal fallback (whose bucket is divided by
+// ExpectedReplicas). The gateway formats RateLimit-Limit from it once.
+func (l *Limiter) Limit() int { return l.limit }
+
 // Allow decides one request for key. When the store answers, err is nil and
 // the Result says allowed or limited. When it fails, the policy's
 // on_store_error decides and Result.Degraded is set: allow → Allowed, nil;

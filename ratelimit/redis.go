@@ -3,6 +3,8 @@ package ratelimit
 import (
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -19,7 +21,7 @@ type Store interface {
 // client fits: *redis.Client (one address), the Sentinel failover client,
 // *redis.ClusterClient, *redis.Ring and redis.UniversalClient.
 type RedisClient interface {
-	EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd
+	Process(ctx context.Context, cmd redis.Cmder) error
 	ScriptLoad(ctx context.Context, script string) *redis.StringCmd
 	Pipeline() redis.Pipeliner
 }
@@ -84,6 +86,14 @@ type RedisStoreOptions struct {
 	Direct bool
 	// MaxBatch caps how many decisions one pipeline carries; 0 means 256.
 	MaxBatch int
+	// PerKeyScripts sends every decision of a pipeline as its own
+	// one-key EVALSHA even when the client is a single server (a plain or
+	// Sentinel client), where by default the coalescer sends the decisions
+	// of a pipeline as one batch-script EVALSHA per algorithm. Set it when
+	// one address is a proxy that shards keys (it would refuse a script over
+	// keys of several slots). Cluster and Ring clients always get per-key
+	// scripts.
+	PerKeyScripts bool
 	// Now is the clock for failing fast (never for the buckets, which use
 	// Redis's TIME); nil means time.Now.
 	Now func() time.Time
@@ -93,8 +103,8 @@ type RedisStoreOptions struct {
 
 // RedisStore keeps buckets in Redis, changed only by Lua scripts that read
 // Redis's own clock, so any number of replicas share one limit. A decision
-// is one EVALSHA, or one slot in a coalesced pipeline: at most one round
-// trip. NOSCRIPT (first use, restart, failover, SCRIPT FLUSH) loads the
+// is one EVALSHA, or part of a coalesced pipeline (one key of a batch
+// script's EVALSHA over a single server): at most one round trip. NOSCRIPT (first use, restart, failover, SCRIPT FLUSH) loads the
 // script and retries once. Every key gets a TTL that ends when its bucket
 // is full again.
 //
@@ -109,7 +119,13 @@ type RedisStore struct {
 	co      *coalescer // nil: Direct
 	gcra    *script
 	sliding *script
-	errFast error
+	// Batch scripts, used by the coalescer when batch is set: the client is
+	// one server (not a Cluster or a Ring), so one script may touch any keys.
+	gcraBatch    *script
+	slidingBatch *script
+	batch        bool
+	errFast      error
+	calls        sync.Pool // *call
 
 	// testNow, set only by this package's tests, replaces Redis's TIME
 	// (µs since the epoch) so a table can run on a fake clock.
@@ -144,7 +160,11 @@ func NewRedisStore(client RedisClient, opts RedisStoreOptions) *RedisStore {
 		ff:      failFast{now: opts.Now, cooldown: opts.FailFastFor, log: opts.Logger.Named("ratelimit")},
 		gcra:    newScript(gcraScript),
 		sliding: newScript(slidingScript),
-		errFast: fmt.Errorf("%w: %w", ErrStoreUnavailable, ErrFailingFast),
+
+		gcraBatch:    newScript(gcraBatchScript),
+		slidingBatch: newScript(slidingBatchScript),
+		batch:        !opts.PerKeyScripts && isOneServer(client),
+		errFast:      fmt.Errorf("%w: %w", ErrStoreUnavailable, ErrFailingFast),
 	}
 	if !opts.Direct {
 		s.co = newCoalescer(s, opts.MaxBatch)
@@ -168,26 +188,18 @@ func (s *RedisStore) Allow(ctx context.Context, p Policy, key string) (Result, e
 	if !ok {
 		return Result{Limit: p.limit()}, s.errFast
 	}
-	sc, args := s.gcra, []any{emissionMicros(p.Period, p.Requests), p.burst()}
-	if p.algorithm() == SlidingWindow {
-		sc, args = s.sliding, []any{p.Period.Milliseconds(), p.Requests}
-	}
-	if s.testNow != nil {
-		args = append(args, s.testNow())
-	}
-	keys := []string{s.Key(p, key)}
-
-	cctx, cancel := context.WithTimeout(ctx, s.timeout)
-	var vals []int64
+	c := s.getCall()
+	s.prepare(c, &p, key)
+	var vals [4]int64
 	var err error
 	if s.co != nil {
-		vals, err = s.co.do(cctx, sc, keys, args)
+		vals, err = s.co.do(ctx, c)
 	} else {
-		vals, err = s.eval(cctx, sc, keys, args)
-	}
-	cancel()
-	if err == nil && len(vals) != 4 {
-		err = fmt.Errorf("script returned %d values, want 4", len(vals))
+		cctx, cancel := context.WithTimeout(ctx, s.timeout)
+		err = s.eval(cctx, c)
+		cancel()
+		vals = c.vals
+		s.putCall(c)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -217,17 +229,110 @@ func (s *RedisStore) Close() error {
 	return nil
 }
 
-// eval runs sc with one EVALSHA, loading the script on NOSCRIPT.
-func (s *RedisStore) eval(ctx context.Context, sc *script, keys []string, args []any) ([]int64, error) {
-	epoch := sc.epoch.Load()
-	vals, err := s.client.EvalSha(ctx, sc.sha, keys, args...).Int64Slice()
+// eval runs c with one EVALSHA, loading the script on NOSCRIPT.
+func (s *RedisStore) eval(ctx context.Context, c *call) error {
+	epoch := c.sc.epoch.Load()
+	cmd := c.command(ctx)
+	_ = s.client.Process(ctx, cmd)
+	err := c.result(cmd)
 	if isNoScript(err) {
-		if err := s.load(ctx, sc, epoch); err != nil {
-			return nil, err
+		if err := s.load(ctx, c.sc, epoch); err != nil {
+			return err
 		}
-		vals, err = s.client.EvalSha(ctx, sc.sha, keys, args...).Int64Slice()
+		cmd = c.command(ctx)
+		_ = s.client.Process(ctx, cmd)
+		err = c.result(cmd)
 	}
-	return vals, err
+	return err
+}
+
+// call is one decision on its way to Redis. Calls are pooled, and the
+// EVALSHA's arguments point into the call (go-redis writes *string and
+// *int64 as their values), so building a command allocates only the
+// command itself.
+type call struct {
+	sc    *script
+	key   string   // KEYS[1]
+	argv  [3]int64 // ARGV; the third only under testNow
+	args  [7]any   // "evalsha", &sc.sha, "1", &key, &argv[0], &argv[1], &argv[2]
+	nargs int      // 6, or 7 with ARGV[3]
+
+	// Used by the coalescer.
+	ctx      context.Context // the caller's: done means skip the call
+	deadline time.Time       // when the caller's timeout ends
+	epoch    uint64          // sc's load epoch when the call was sent
+	cmd      *redis.IntSliceCmd
+	vals     [4]int64 // the script's answer, set by result
+	err      error
+	state    atomic.Int32  // callWaiting, then callDone, callExpired or callAbandoned
+	ready    chan struct{} // cap 1: one send, for callDone or callExpired
+	refs     atomic.Int32  // owners while queued: the caller and the coalescer
+}
+
+// A queued call's state leaves callWaiting once, by compare-and-swap: to
+// callDone when the flusher has its answer, to callExpired when the reaper
+// finds its deadline passed (both signal ready), to callAbandoned when its
+// caller gives up (no signal). The flusher sends only waiting calls.
+const (
+	callWaiting int32 = iota
+	callDone
+	callExpired
+	callAbandoned
+)
+
+func (s *RedisStore) getCall() *call {
+	if c, ok := s.calls.Get().(*call); ok {
+		return c
+	}
+	c := &call{ready: make(chan struct{}, 1)}
+	c.args = [7]any{"evalsha", nil, "1", &c.key, &c.argv[0], &c.argv[1], &c.argv[2]}
+	return c
+}
+
+// putCall pools c; nobody may hold it any more, and its ready is empty.
+func (s *RedisStore) putCall(c *call) {
+	c.sc, c.key, c.ctx, c.cmd, c.err = nil, "", nil, nil, nil
+	c.args[1] = nil
+	c.state.Store(callWaiting)
+	c.refs.Store(0)
+	s.calls.Put(c)
+}
+
+// prepare sets c up to decide key under p.
+func (s *RedisStore) prepare(c *call, p *Policy, key string) {
+	c.key = s.Key(*p, key)
+	if p.algorithm() == SlidingWindow {
+		c.sc = s.sliding
+		c.argv[0], c.argv[1] = p.Period.Milliseconds(), int64(p.Requests)
+	} else {
+		c.sc = s.gcra
+		c.argv[0], c.argv[1] = emissionMicros(p.Period, p.Requests), int64(p.burst())
+	}
+	c.nargs = 6
+	if s.testNow != nil {
+		c.argv[2] = s.testNow()
+		c.nargs = 7
+	}
+	c.args[1] = &c.sc.sha
+}
+
+// command is c's EVALSHA; a new one each time, since go-redis caches a
+// command's Cluster slot in it.
+func (c *call) command(ctx context.Context) *redis.IntSliceCmd {
+	return redis.NewIntSliceCmd(ctx, c.args[:c.nargs]...)
+}
+
+// result stores cmd's answer in c.vals.
+func (c *call) result(cmd *redis.IntSliceCmd) error {
+	vals, err := cmd.Result()
+	if err != nil {
+		return err
+	}
+	if len(vals) != 4 {
+		return fmt.Errorf("script returned %d values, want 4", len(vals))
+	}
+	copy(c.vals[:], vals)
+	return nil
 }
 
 // load sends SCRIPT LOAD for sc unless another caller loaded it since the
@@ -247,6 +352,13 @@ func (s *RedisStore) load(ctx context.Context, sc *script, epoch uint64) error {
 	}
 	sc.epoch.Add(1)
 	return nil
+}
+
+// isOneServer reports whether every key client touches lives on one Redis
+// server: a plain or Sentinel client, not a Cluster or a Ring.
+func isOneServer(client RedisClient) bool {
+	_, ok := client.(*redis.Client)
+	return ok
 }
 
 func isNoScript(err error) bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -298,7 +299,8 @@ func TestRedisRestart(t *testing.T) {
 }
 
 // TestRedisScriptFlush: SCRIPT FLUSH makes the next EVALSHAs answer
-// NOSCRIPT; the store loads the script once and the decisions succeed.
+// NOSCRIPT; the store loads each script it uses once (the coalescer may use
+// two: the per-key script and the batch script) and the decisions succeed.
 func TestRedisScriptFlush(t *testing.T) {
 	r := testenv.StartRedis(t)
 	admin := newClient(t, r.Addr, nil)
@@ -315,7 +317,9 @@ func TestRedisScriptFlush(t *testing.T) {
 			if err := admin.ScriptFlush(ctx).Err(); err != nil {
 				t.Fatal(err)
 			}
-			loads := hook.loads.Load()
+			hook.mu.Lock()
+			hook.loaded = nil
+			hook.mu.Unlock()
 			const n = 20
 			var wg sync.WaitGroup
 			var errs atomic.Int64
@@ -330,8 +334,9 @@ func TestRedisScriptFlush(t *testing.T) {
 				}()
 			}
 			wg.Wait()
-			if got := hook.loads.Load() - loads; got != 1 {
-				t.Errorf("%d SCRIPT LOADs after SCRIPT FLUSH, want 1", got)
+			most, scripts := hook.maxLoads()
+			if most != 1 || scripts < 1 || (m.direct && scripts != 1) {
+				t.Errorf("after SCRIPT FLUSH, %d scripts loaded, one of them %d times; want each once", scripts, most)
 			}
 			res, err := s.Allow(ctx, p, "k")
 			if err != nil || res.Remaining != 100-n-2 {
@@ -512,68 +517,141 @@ func TestFailFastHungRedis(t *testing.T) {
 
 // TestCoalescerBatches: a lone decision goes at once as a plain EVALSHA;
 // decisions arriving while it is out all go together in one pipeline as
-// soon as it returns; a caller that gave up meanwhile costs no token.
+// soon as it returns (as one batch-script EVALSHA, or with PerKeyScripts one
+// EVALSHA each); a caller that gave up meanwhile costs no token.
 func TestCoalescerBatches(t *testing.T) {
 	r := testenv.StartRedis(t)
-	hook := &countHook{gate: make(chan struct{}), gated: make(chan struct{})}
+	for _, perKey := range []bool{false, true} {
+		t.Run(fmt.Sprintf("PerKeyScripts=%v", perKey), func(t *testing.T) {
+			hook := &countHook{gate: make(chan struct{}), gated: make(chan struct{})}
+			s := NewRedisStore(newClient(t, r.Addr, hook), RedisStoreOptions{
+				Timeout: 10 * time.Second, PerKeyScripts: perKey, Prefix: t.Name(),
+			})
+			t.Cleanup(func() { _ = s.Close() })
+			p := Policy{Name: "p", Requests: 100, Period: time.Hour}
+			// Load the scripts outside the exchanges being counted.
+			for _, src := range []string{gcraScript, gcraBatchScript} {
+				if err := s.client.ScriptLoad(context.Background(), src).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			pending := func() int {
+				s.co.mu.Lock()
+				defer s.co.mu.Unlock()
+				return len(s.co.pending)
+			}
+
+			results := make(chan error, 12)
+			run := func(ctx context.Context, key string) {
+				_, err := s.Allow(ctx, p, key)
+				results <- err
+			}
+			go run(context.Background(), "first")
+			<-hook.gated // the first EVALSHA is out (held at the gate)
+
+			const waiting = 10
+			for i := range waiting {
+				go run(context.Background(), "k"+strconv.Itoa(i))
+			}
+			gone, cancel := context.WithCancel(context.Background())
+			go run(gone, "gone")
+			eventually(t, 5*time.Second, func() error {
+				if n := pending(); n != waiting+1 {
+					return fmt.Errorf("%d pending", n)
+				}
+				return nil
+			})
+			cancel()
+			if err := <-results; !errors.Is(err, context.Canceled) {
+				t.Errorf("abandoned call: %v, want context.Canceled", err)
+			}
+			close(hook.gate)
+			for range waiting + 1 {
+				if err := <-results; err != nil {
+					t.Error(err)
+				}
+			}
+			if calls, pipes := hook.calls.Load(), hook.pipelines.Load(); calls != 1 || pipes != 1 {
+				t.Errorf("%d lone EVALSHAs and %d pipelines, want 1 and 1", calls, pipes)
+			}
+			wantEvals := int64(1)
+			if perKey {
+				wantEvals = waiting
+			}
+			if got, evals := hook.lastBatch.Load(), hook.lastEvals.Load(); got != waiting || evals != wantEvals {
+				t.Errorf("the pipeline carried %d decisions in %d EVALSHAs, want %d in %d", got, evals, waiting, wantEvals)
+			}
+			if res, err := s.Allow(context.Background(), p, "gone"); err != nil || res.Remaining != 99 {
+				t.Errorf("abandoned call's bucket: %+v %v, want untouched", res, err)
+			}
+
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Allow(context.Background(), p, "k"); !errors.Is(err, ErrClosed) || !errors.Is(err, ErrStoreUnavailable) {
+				t.Errorf("after Close: %v, want ErrClosed", err)
+			}
+		})
+	}
+}
+
+// TestCoalescerNoScriptInPipeline: a pipeline answered NOSCRIPT (scripts
+// flushed while decisions were queued) loads the script once and sends
+// those decisions again; none of them fails.
+func TestCoalescerNoScriptInPipeline(t *testing.T) {
+	r := testenv.StartRedis(t)
+	admin := newClient(t, r.Addr, nil)
+	hook := &countHook{
+		gate: make(chan struct{}), gated: make(chan struct{}),
+		pipeGate: make(chan struct{}), pipeGated: make(chan struct{}),
+	}
 	s := NewRedisStore(newClient(t, r.Addr, hook), RedisStoreOptions{Timeout: 10 * time.Second})
 	t.Cleanup(func() { _ = s.Close() })
 	p := Policy{Name: "p", Requests: 100, Period: time.Hour}
-	// Load the script outside the exchanges being counted.
-	if err := s.client.ScriptLoad(context.Background(), gcraScript).Err(); err != nil {
+	ctx := context.Background()
+	if err := s.client.ScriptLoad(ctx, gcraScript).Err(); err != nil {
 		t.Fatal(err)
 	}
-	pending := func() int {
-		s.co.mu.Lock()
-		defer s.co.mu.Unlock()
-		return len(s.co.pending)
-	}
+	loads := hook.loads.Load()
 
-	results := make(chan error, 12)
-	run := func(ctx context.Context, key string) {
+	const waiting = 10
+	results := make(chan error, waiting+1)
+	run := func(key string) {
 		_, err := s.Allow(ctx, p, key)
 		results <- err
 	}
-	go run(context.Background(), "first")
-	<-hook.gated // the first EVALSHA is out (held at the gate)
-
-	const waiting = 10
+	go run("first")
+	<-hook.gated // the lone EVALSHA is out: what comes now queues
 	for i := range waiting {
-		go run(context.Background(), "k"+strconv.Itoa(i))
+		go run("k" + strconv.Itoa(i))
 	}
-	gone, cancel := context.WithCancel(context.Background())
-	go run(gone, "gone")
 	eventually(t, 5*time.Second, func() error {
-		if n := pending(); n != waiting+1 {
+		s.co.mu.Lock()
+		defer s.co.mu.Unlock()
+		if n := len(s.co.pending); n != waiting {
 			return fmt.Errorf("%d pending", n)
 		}
 		return nil
 	})
-	cancel()
-	if err := <-results; !errors.Is(err, context.Canceled) {
-		t.Errorf("abandoned call: %v, want context.Canceled", err)
-	}
 	close(hook.gate)
-	for range waiting + 1 {
-		if err := <-results; err != nil {
-			t.Error(err)
-		}
-	}
-	if calls, pipes := hook.calls.Load(), hook.pipelines.Load(); calls != 1 || pipes != 1 {
-		t.Errorf("%d lone EVALSHAs and %d pipelines, want 1 and 1", calls, pipes)
-	}
-	if got := hook.lastBatch.Load(); got != waiting {
-		t.Errorf("the pipeline carried %d decisions, want %d", got, waiting)
-	}
-	if res, err := s.Allow(context.Background(), p, "gone"); err != nil || res.Remaining != 99 {
-		t.Errorf("abandoned call's bucket: %+v %v, want untouched", res, err)
-	}
-
-	if err := s.Close(); err != nil {
+	<-hook.pipeGated // the pipeline is built, not sent
+	if err := admin.ScriptFlush(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Allow(context.Background(), p, "k"); !errors.Is(err, ErrClosed) || !errors.Is(err, ErrStoreUnavailable) {
-		t.Errorf("after Close: %v, want ErrClosed", err)
+	close(hook.pipeGate)
+	for range waiting + 1 {
+		if err := <-results; err != nil {
+			t.Errorf("decision: %v", err)
+		}
+	}
+	if got := hook.loads.Load() - loads; got != 1 {
+		t.Errorf("%d SCRIPT LOADs, want 1", got)
+	}
+	if got := hook.pipelines.Load(); got != 2 {
+		t.Errorf("%d pipelines, want 2 (the one answered NOSCRIPT, then its retry)", got)
+	}
+	if res, err := s.Allow(ctx, p, "k0"); err != nil || res.Remaining != 98 {
+		t.Errorf("k0 after the retry: %+v %v, want remaining 98 (one token spent)", res, err)
 	}
 }
 
@@ -603,6 +681,12 @@ func TestRedisConfig(t *testing.T) {
 				t.Errorf("master name %q lost", o.MasterName)
 			}
 			var _ RedisClient = c
+			// Batch scripts only where every key lives on one server.
+			s := NewRedisStore(c, RedisStoreOptions{})
+			defer s.Close()
+			if want := tc.want == "*redis.Client"; s.batch != want {
+				t.Errorf("batch scripts %v, want %v", s.batch, want)
+			}
 		})
 	}
 	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
@@ -614,4 +698,246 @@ func TestRedisConfig(t *testing.T) {
 	if got := s.Key(Policy{Name: "pol", Algorithm: SlidingWindow}, "k"); got != "ratelimit:{pol:k}:sw" {
 		t.Errorf("key %q", got)
 	}
+}
+
+// TestCoalescerGiveUps: callers that give up (their context is cancelled,
+// or the store's timeout ends their wait) race the flusher for their
+// pooled calls. Each caller owns one key, so the answers it does get must
+// count its own bucket down: a strictly falling Remaining, never another
+// caller's answer.
+func TestCoalescerGiveUps(t *testing.T) {
+	r := testenv.StartRedis(t)
+	for _, tc := range []struct {
+		mode    string
+		direct  bool
+		timeout time.Duration // under a millisecond: many waits end on the timeout
+	}{
+		{"coalesced", false, 500 * time.Microsecond},
+		{"coalesced", false, 2 * time.Millisecond},
+		{"coalesced", false, 5 * time.Second},
+		{"direct", true, 2 * time.Millisecond},
+		{"direct", true, 5 * time.Second},
+	} {
+		t.Run(tc.mode+"/"+tc.timeout.String(), func(t *testing.T) {
+			s := NewRedisStore(newClient(t, r.Addr, nil), RedisStoreOptions{
+				Direct: tc.direct, Timeout: tc.timeout, FailFastFor: -1, Prefix: t.Name(),
+			})
+			t.Cleanup(func() { _ = s.Close() })
+			// Nothing refills within the test: one token per ~6 minutes.
+			p := Policy{Name: "p", Requests: 1 << 20, Period: 100_000 * time.Hour}
+			const callers, calls = 48, 150
+			var answered, gaveUp atomic.Int64
+			var wg sync.WaitGroup
+			for g := range callers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					key := "k" + strconv.Itoa(g)
+					last := p.Requests
+					for i := range calls {
+						ctx, cancel := context.WithCancel(context.Background())
+						if i%3 == 0 {
+							go cancel() // races the decision
+						}
+						res, err := s.Allow(ctx, p, key)
+						cancel()
+						if err != nil {
+							// Cancelled, or timed out: waiting, or in go-redis's I/O.
+							if !errors.Is(err, ErrStoreUnavailable) {
+								t.Errorf("%s: %v", key, err)
+								return
+							}
+							gaveUp.Add(1)
+							continue
+						}
+						if !res.Allowed || res.Remaining >= last || res.Remaining < p.Requests-1-i {
+							t.Errorf("%s call %d: %+v after remaining %d", key, i, res, last)
+							return
+						}
+						last = res.Remaining
+						answered.Add(1)
+					}
+				}()
+			}
+			wg.Wait()
+			t.Logf("%d answered, %d gave up", answered.Load(), gaveUp.Load())
+			if tc.timeout > time.Second && answered.Load() < callers*calls/2 {
+				t.Errorf("%d of %d calls answered, want at least the 2/3 not cancelled, minus races", answered.Load(), callers*calls)
+			}
+		})
+	}
+}
+
+// holdHook holds every EVALSHA sent alone until the test releases it, so
+// the decisions the test sends meanwhile queue up and go as one pipeline.
+type holdHook struct{ held chan chan struct{} }
+
+func (h *holdHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *holdHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "evalsha" {
+			release := make(chan struct{})
+			h.held <- release
+			<-release
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *holdHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// TestBatchScripts: decisions that go together in one pipeline are decided
+// by the batch scripts (both algorithms in one pipeline, a key repeated
+// within a batch), and answer exactly what MemoryStore answers for the same
+// decisions in the same order on the same fake clock. A key that Redis
+// refuses (it holds another type) fails its own decision only.
+func TestBatchScripts(t *testing.T) {
+	r := testenv.StartRedis(t)
+	hook := &holdHook{held: make(chan chan struct{})}
+	client := newClient(t, r.Addr, nil)
+	client.AddHook(hook)
+	clock := newFakeClock(epoch0)
+	s := NewRedisStore(client, RedisStoreOptions{Timeout: 10 * time.Second, FailFastFor: -1})
+	s.testNow = func() int64 { return clock.Now().UnixMicro() }
+	t.Cleanup(func() { _ = s.Close() })
+	mem := NewMemoryStore(MemoryStoreOptions{Now: clock.Now, SweepInterval: -1})
+	t.Cleanup(func() { _ = mem.Close() })
+	if !s.batch {
+		t.Fatal("a plain client must get batch scripts")
+	}
+	for _, src := range []string{gcraScript, gcraBatchScript, slidingBatchScript} {
+		if err := client.ScriptLoad(context.Background(), src).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	tb := Policy{Name: "tb", Requests: 3, Burst: 5, Period: time.Minute}
+	sw := Policy{Name: "sw", Algorithm: SlidingWindow, Requests: 4, Period: time.Minute}
+	lone := Policy{Name: "lone", Requests: 1 << 20, Period: time.Hour}
+	type decision struct {
+		p   Policy
+		key string
+	}
+	// batch sends ds as one pipeline behind a held lone decision and
+	// returns their answers in order.
+	batch := func(ds []decision) ([]Result, []error) {
+		t.Helper()
+		eventually(t, 5*time.Second, func() error { // the last batch's flusher is done
+			s.co.mu.Lock()
+			defer s.co.mu.Unlock()
+			if s.co.inflight {
+				return errors.New("a round trip is still out")
+			}
+			return nil
+		})
+		loneDone := make(chan error, 1)
+		go func() {
+			_, err := s.Allow(context.Background(), lone, "x")
+			loneDone <- err
+		}()
+		release := <-hook.held
+		res := make([]Result, len(ds))
+		errs := make([]error, len(ds))
+		var wg sync.WaitGroup
+		for i, d := range ds {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res[i], errs[i] = s.Allow(context.Background(), d.p, d.key)
+			}()
+			eventually(t, 5*time.Second, func() error { // queued in this order
+				s.co.mu.Lock()
+				defer s.co.mu.Unlock()
+				if n := len(s.co.pending); n != i+1 {
+					return fmt.Errorf("%d pending, want %d", n, i+1)
+				}
+				return nil
+			})
+		}
+		close(release)
+		wg.Wait()
+		if err := <-loneDone; err != nil {
+			t.Fatal(err)
+		}
+		return res, errs
+	}
+
+	rng := rand.New(rand.NewPCG(1, 2))
+	policies := []Policy{tb, sw}
+	keys := []string{"a", "b"}
+	for round := range 20 {
+		clock.Advance(time.Duration(rng.IntN(40)) * time.Second)
+		ds := make([]decision, 2+rng.IntN(10))
+		for i := range ds {
+			ds[i] = decision{policies[rng.IntN(2)], keys[rng.IntN(2)]}
+		}
+		got, errs := batch(ds)
+		for i, d := range ds {
+			want, _ := mem.Allow(context.Background(), d.p, d.key)
+			if errs[i] != nil || got[i] != want {
+				t.Errorf("round %d, decision %d (%s %s): %+v %v; memory says %+v",
+					round, i, d.p.Name, d.key, got[i], errs[i], want)
+			}
+		}
+	}
+
+	if err := client.HSet(context.Background(), s.Key(tb, "bad"), "f", "v").Err(); err != nil {
+		t.Fatal(err)
+	}
+	got, errs := batch([]decision{{tb, "c"}, {tb, "bad"}, {tb, "c"}})
+	if !errors.Is(errs[1], ErrStoreUnavailable) {
+		t.Errorf("decision on a key of another type: %+v %v, want ErrStoreUnavailable", got[1], errs[1])
+	}
+	if errs[0] != nil || errs[2] != nil || got[0].Remaining != 4 || got[2].Remaining != 3 {
+		t.Errorf("the other decisions of that batch: %+v %v, %+v %v", got[0], errs[0], got[2], errs[2])
+	}
+}
+
+// TestCoalescerDeadlines: against a Redis that never answers, every
+// decision returns its timeout after it started, whether it waits behind a
+// lone EVALSHA or inside a pipeline whose other decisions started later
+// (the pipeline runs until the last one's deadline; the reaper lets the
+// earlier ones go at theirs).
+func TestCoalescerDeadlines(t *testing.T) {
+	addr := blackhole(t)
+	const timeout = 400 * time.Millisecond
+	s := NewRedisStore(newClient(t, addr, nil), RedisStoreOptions{Timeout: timeout, FailFastFor: -1})
+	t.Cleanup(func() { _ = s.Close() })
+	p := Policy{Name: "p", Requests: 10, Period: time.Hour}
+	type answer struct {
+		waited time.Duration
+		err    error
+	}
+	start := func(key string) chan answer {
+		ch := make(chan answer, 1)
+		go func() {
+			t0 := time.Now()
+			_, err := s.Allow(context.Background(), p, key)
+			ch <- answer{time.Since(t0), err}
+		}()
+		return ch
+	}
+	lone := start("lone") // hangs until its deadline
+	time.Sleep(50 * time.Millisecond)
+	early := start("early") // queued; sent when the lone one gives up
+	time.Sleep(250 * time.Millisecond)
+	late := start("late") // queued; same pipeline, deadline 250 ms later
+	for name, ch := range map[string]chan answer{"lone": lone, "early": early, "late": late} {
+		a := <-ch
+		if !errors.Is(a.err, context.DeadlineExceeded) && !isTimeout(a.err) {
+			t.Errorf("%s: %v, want a timeout", name, a.err)
+		}
+		if a.waited < timeout-5*time.Millisecond || a.waited > timeout+150*time.Millisecond {
+			t.Errorf("%s returned after %v, want about the %v timeout", name, a.waited, timeout)
+		}
+	}
+}
+
+// isTimeout reports a network timeout (go-redis's I/O deadline).
+func isTimeout(err error) bool {
+	var ne interface{ Timeout() bool }
+	return errors.As(err, &ne) && ne.Timeout()
 }
