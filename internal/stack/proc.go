@@ -224,38 +224,6 @@ func startRetrying(start func() error) error {
 	return err
 }
 
-// freePorts returns n distinct loopback TCP ports that were free a moment ago; the
-// first udp of them were also free for UDP (Consul's Serf gossips over both).
-func freePorts(n, udp int) ([]int, error) {
-	var closers []io.Closer
-	defer func() {
-		for _, c := range closers {
-			_ = c.Close()
-		}
-	}()
-	ports := make([]int, 0, n)
-	for tries := 0; len(ports) < n; tries++ {
-		if tries > 100 {
-			return nil, errors.New("stack: no free loopback port found")
-		}
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("stack: listen on loopback: %w", err)
-		}
-		closers = append(closers, l)
-		port := l.Addr().(*net.TCPAddr).Port
-		if len(ports) < udp {
-			pc, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
-			if err != nil {
-				continue // UDP side taken: try another port
-			}
-			closers = append(closers, pc)
-		}
-		ports = append(ports, port)
-	}
-	return ports, nil
-}
-
 // loopback returns "127.0.0.1:port".
 func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
 

@@ -457,7 +457,7 @@ func (s *Stack) startConsul(ctx context.Context, bin string) error {
 	}
 	node := "stack-" + randomHex(4)
 	return startRetrying(func() error {
-		ports, err := freePorts(3, 1)
+		ports, err := tools.FreePorts(3, 1)
 		if err != nil {
 			return err
 		}
@@ -515,7 +515,7 @@ func (s *Stack) consulReady(ctx context.Context, addr, node string) error {
 // startRedis starts a redis-server without persistence on a free loopback port.
 func (s *Stack) startRedis(ctx context.Context, bin string) error {
 	return startRetrying(func() error {
-		ports, err := freePorts(1, 0)
+		ports, err := tools.FreePorts(1, 0)
 		if err != nil {
 			return err
 		}
@@ -575,7 +575,7 @@ func (s *Stack) startInstances(ctx context.Context) error {
 	for i, j := range jobs {
 		wg.Go(func() {
 			errs[i] = startRetrying(func() error {
-				ports, err := freePorts(1, 0)
+				ports, err := tools.FreePorts(1, 0)
 				if err != nil {
 					return err
 				}
@@ -637,7 +637,7 @@ func (s *Stack) startGateways(ctx context.Context) error {
 			start := func() error {
 				port, admin := s.opts.GatewayPort+i, s.opts.AdminPort+i
 				if s.opts.GatewayPort == 0 {
-					ports, err := freePorts(2, 0)
+					ports, err := tools.FreePorts(2, 0)
 					if err != nil {
 						return err
 					}

@@ -87,7 +87,7 @@ func StartConsul(t testing.TB) *Consul {
 		}
 	})
 	for attempt := 1; ; attempt++ {
-		ports, err := freePorts(3, 1)
+		ports, err := tools.FreePorts(3, 1)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -53,7 +53,7 @@ func StartRedis(t testing.TB) *Redis {
 		}
 	})
 	for attempt := 1; ; attempt++ {
-		ports, err := freePorts(1, 0)
+		ports, err := tools.FreePorts(1, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

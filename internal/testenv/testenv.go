@@ -15,12 +15,9 @@ package testenv
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
-	"strconv"
 	"time"
 )
 
@@ -76,39 +73,6 @@ func (p *process) exited() bool {
 func (p *process) kill() {
 	_ = p.cmd.Process.Kill() // fails only when it already exited
 	<-p.done
-}
-
-// freePorts returns n distinct loopback TCP ports that were free a moment ago.
-// The first udp of them were also free for UDP (Serf gossips over both).
-// All listeners are held until every port is chosen, so the ports differ.
-func freePorts(n, udp int) ([]int, error) {
-	var closers []io.Closer
-	defer func() {
-		for _, c := range closers {
-			_ = c.Close()
-		}
-	}()
-	ports := make([]int, 0, n)
-	for tries := 0; len(ports) < n; tries++ {
-		if tries > 100 {
-			return nil, errors.New("testenv: no free loopback port found")
-		}
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("testenv: listen on loopback: %w", err)
-		}
-		closers = append(closers, l)
-		port := l.Addr().(*net.TCPAddr).Port
-		if len(ports) < udp {
-			pc, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
-			if err != nil {
-				continue // UDP side taken: try another port
-			}
-			closers = append(closers, pc)
-		}
-		ports = append(ports, port)
-	}
-	return ports, nil
 }
 
 // logSince returns what was written to the log file at path from offset on.

@@ -3,10 +3,14 @@
 package tools
 
 import (
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -52,4 +56,37 @@ func Dir() string {
 		return filepath.Join(os.TempDir(), "gateway-tools")
 	}
 	return filepath.Join(home, ".cache", "gateway-tools")
+}
+
+// FreePorts returns n distinct loopback TCP ports that were free a moment ago; the first
+// udp of them were also free for UDP (Consul's Serf gossips over both). Every listener is
+// held until all ports are chosen, so the ports differ.
+func FreePorts(n, udp int) ([]int, error) {
+	var closers []io.Closer
+	defer func() {
+		for _, c := range closers {
+			_ = c.Close()
+		}
+	}()
+	ports := make([]int, 0, n)
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 100 {
+			return nil, errors.New("no free loopback port found")
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("listen on loopback: %w", err)
+		}
+		closers = append(closers, l)
+		port := l.Addr().(*net.TCPAddr).Port
+		if len(ports) < udp {
+			pc, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
+			if err != nil {
+				continue // UDP side taken: try another port
+			}
+			closers = append(closers, pc)
+		}
+		ports = append(ports, port)
+	}
+	return ports, nil
 }
