@@ -2,7 +2,7 @@
 #   consul agent -dev &
 #   go run ./examples/services/echo -listen 127.0.0.1:9001 -tags v1 &
 #   go run ./examples/services/echo -listen 127.0.0.1:9002 -tags v1 &
-#   gateway run -config examples/consul.hcl
+#   gateway run examples/consul.hcl
 #   curl -s localhost:8080/echo/hello
 
 gateway {

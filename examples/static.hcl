@@ -1,6 +1,6 @@
 # A gateway in front of services with fixed addresses: no Consul, no Redis.
-#   gateway validate -config examples/static.hcl
-#   gateway run -config examples/static.hcl
+#   gateway validate examples/static.hcl
+#   gateway run examples/static.hcl
 
 gateway {
   address          = env("GATEWAY_ADDR", "0.0.0.0:8080")

@@ -3,9 +3,7 @@ package main
 import (
 	_ "embed"
 	"encoding/json"
-	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -22,12 +20,11 @@ var devConfig []byte
 
 // cmdDev serves the embedded demo config. Its backends are small HTTP servers on
 // loopback, started here, whose addresses reach the config through env().
-func cmdDev(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		return 2
+func (c *cli) cmdDev(args []string) int {
+	if _, _, code, done := c.parse(args, 0); done {
+		return code
 	}
+	stderr := c.stderr
 	env := map[string]string{}
 	var backends []*http.Server
 	defer func() {
@@ -70,7 +67,7 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "gateway dev:", err)
 		return 1
 	}
-	return serve(cfg, stdout, stderr, func(g *gateway.Gateway) {
+	return c.serve(cfg, func(g *gateway.Gateway) {
 		base := "http://" + g.Addr()
 		fmt.Fprintf(stderr, `
   Infinity X One gateway (dev) on %[1]s   admin on http://%[2]s

@@ -1,6 +1,9 @@
 # The embedded default that `gateway dev` serves: demo backends started by the process
-# itself (their addresses arrive through env()), a memory-backed everything, no Consul,
-# no Redis. Copy it as a starting point for your own config.
+# itself (their addresses arrive through env(); the defaults below are used when you run
+# this file yourself), a memory-backed everything, no Consul, no Redis. Copy it as a
+# starting point for your own config:
+#   gateway validate cmd/gateway/dev.hcl
+#   gateway run cmd/gateway/dev.hcl    # with your own services on 127.0.0.1:9001-9003
 
 gateway {
   address          = env("GATEWAY_ADDR", "127.0.0.1:8080")
@@ -19,14 +22,14 @@ log {
 service "demo" {
   load_balancer = "round_robin"
   timeout       = "5s"
-  instance { address = env("DEV_DEMO_1") }
-  instance { address = env("DEV_DEMO_2") }
+  instance { address = env("DEV_DEMO_1", "127.0.0.1:9001") }
+  instance { address = env("DEV_DEMO_2", "127.0.0.1:9002") }
 }
 
 service "users" {
   load_balancer = "least_conn"
   timeout       = "5s"
-  instance { address = env("DEV_USERS_1") }
+  instance { address = env("DEV_USERS_1", "127.0.0.1:9003") }
 }
 
 # A per-client limit kept in memory (production replicas share theirs in Redis).

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -195,13 +196,6 @@ route "r" {
 	}
 }
 
-func TestVersion(t *testing.T) {
-	var out bytes.Buffer
-	if code := run([]string{"version"}, &out, io.Discard); code != 0 || !strings.HasPrefix(out.String(), "gateway ") {
-		t.Fatalf("%d %q", code, out.String())
-	}
-}
-
 // lockedBuffer is a bytes.Buffer safe to read while a process writes to it.
 type lockedBuffer struct {
 	mu sync.Mutex
@@ -282,21 +276,244 @@ func TestDevServes(t *testing.T) {
 	}
 }
 
+// TestExamplesValidate: every config shipped in the repository validates on its own,
+// with none of the variables it reads set: the examples, the deployment's config and the
+// dev config the README invites users to copy.
 func TestExamplesValidate(t *testing.T) {
-	files, _ := filepath.Glob("../../examples/*.hcl")
-	files = append(files, "dev.hcl")
-	if len(files) < 3 {
-		t.Fatalf("examples: %v", files)
+	var files []string
+	for _, pattern := range []string{"../../examples/*.hcl", "../../deploy/*.hcl", "dev.hcl"} {
+		m, err := filepath.Glob(pattern)
+		if err != nil || len(m) == 0 {
+			t.Fatalf("%s: no files (%v)", pattern, err)
+		}
+		files = append(files, m...)
 	}
+	for _, name := range envNames(t, files) {
+		t.Setenv(name, "") // restored after the test
+		os.Unsetenv(name)
+	}
+	// The deployment's config alone requires one: no image may start with a known key.
 	for _, f := range files {
-		var out, errb bytes.Buffer
-		if f == "dev.hcl" {
-			t.Setenv("DEV_DEMO_1", "127.0.0.1:9001")
-			t.Setenv("DEV_DEMO_2", "127.0.0.1:9002")
-			t.Setenv("DEV_USERS_1", "127.0.0.1:9003")
+		if b, _ := os.ReadFile(f); strings.Contains(string(b), `env("JWT_SECRET")`) && !strings.Contains(f, "deploy") {
+			t.Errorf("%s requires JWT_SECRET; only the deployment's config may", f)
 		}
-		if code := run([]string{"validate", "-config", f}, &out, &errb); code != 0 {
-			t.Errorf("%s: %s", f, errb.String())
+	}
+	t.Setenv("JWT_SECRET", "0123456789abcdef0123456789abcdef")
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			var out, errb bytes.Buffer
+			if code := run([]string{"validate", f}, &out, &errb); code != 0 {
+				t.Fatalf("exit %d:\n%s", code, errb.String())
+			}
+			if !strings.HasPrefix(out.String(), f+": ok (") {
+				t.Fatalf("stdout: %q", out.String())
+			}
+		})
+	}
+}
+
+// envNames lists the variables the files read through env("NAME", …).
+func envNames(t *testing.T, files []string) []string {
+	t.Helper()
+	var names []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
 		}
+		for rest := string(b); ; {
+			i := strings.Index(rest, `env("`)
+			if i < 0 {
+				break
+			}
+			rest = rest[i+len(`env("`):]
+			if j := strings.IndexByte(rest, '"'); j > 0 {
+				names = append(names, rest[:j])
+			}
+		}
+	}
+	if len(names) == 0 {
+		t.Fatal("no env() in the shipped configs: the test would prove nothing about defaults")
+	}
+	return names
+}
+
+// TestCLI is the command-line table: each subcommand with -h, a bad flag, a stray or
+// positional argument, and what it exits with and prints first.
+func TestCLI(t *testing.T) {
+	t.Setenv("GATEWAY_CONFIG", "")
+	t.Setenv("JWT_SECRET", "")
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.hcl")
+	if err := os.WriteFile(good, []byte(`
+service "a" {
+  instance { address = "127.0.0.1:9000" }
+}
+route "r" {
+  path    = "/x"
+  service = "a"
+}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(dir, "bad.hcl")
+	if err := os.WriteFile(bad, []byte(`
+service "a" {
+  load_balancer = round_robin
+  instance { address = "127.0.0.1:70000" }
+}
+route "r" {
+  path    = "/x"
+  service = "a"
+}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const secret = "0123456789abcdef0123456789abcdef"
+	tests := []struct {
+		args   []string
+		code   int
+		stdout string // prefix of the first stdout line ("" = no output)
+		stderr string // prefix of the first stderr line ("" = no output)
+	}{
+		{nil, 2, "", "Usage: gateway <command>"},
+		{[]string{"-h"}, 0, "Usage: gateway <command>", ""},
+		{[]string{"help"}, 0, "Usage: gateway <command>", ""},
+		{[]string{"help", "validate"}, 0, "Usage: gateway validate [options] [PATH]", ""},
+		{[]string{"help", "nope"}, 2, "", `gateway help: unknown command "nope"`},
+		{[]string{"nope"}, 2, "", `gateway: unknown command "nope"`},
+
+		{[]string{"run", "-h"}, 0, "Usage: gateway run [options] [PATH]", ""},
+		{[]string{"run", "--help"}, 0, "Usage: gateway run [options] [PATH]", ""},
+		{[]string{"run", "-nope"}, 2, "", "gateway run: flag provided but not defined: -nope"},
+		{[]string{"run"}, 2, "", "gateway run: a config PATH (or -config PATH, or GATEWAY_CONFIG) is required"},
+		{[]string{"run", good, "extra"}, 2, "", `gateway run: unexpected argument "extra"`},
+		{[]string{"run", bad}, 1, "", bad + ":3:19: "},
+		{[]string{"run", "-config", bad}, 1, "", bad + ":3:19: "},
+
+		{[]string{"validate", "-h"}, 0, "Usage: gateway validate [options] [PATH]", ""},
+		{[]string{"validate", "-nope"}, 2, "", "gateway validate: flag provided but not defined: -nope"},
+		{[]string{"validate"}, 2, "", "gateway validate: a config PATH (or -config PATH, or GATEWAY_CONFIG) is required"},
+		{[]string{"validate", good}, 0, good + ": ok (1 routes, 1 services)", ""},
+		{[]string{"validate", "-config", good}, 0, good + ": ok (1 routes, 1 services)", ""},
+		{[]string{"validate", "-config", good, good}, 0, good + ": ok", ""},
+		{[]string{"validate", "-config", good, bad}, 2, "", "gateway validate: two configs named: -config " + good + " and " + bad},
+		{[]string{"validate", good, bad}, 2, "", `gateway validate: unexpected argument "` + bad + `"`},
+		{[]string{"validate", bad}, 1, "", bad + `:3:19: service "a": load_balancer: a string is written in quotes: "round_robin", not round_robin`},
+		{[]string{"validate", filepath.Join(dir, "missing.hcl")}, 1, "", ""},
+
+		{[]string{"dev", "-h"}, 0, "Usage: gateway dev [options]", ""},
+		{[]string{"dev", "-nope"}, 2, "", "gateway dev: flag provided but not defined: -nope"},
+		{[]string{"dev", "extra"}, 2, "", `gateway dev: unexpected argument "extra"`},
+
+		{[]string{"token", "-h"}, 0, "Usage: gateway token [options]", ""},
+		{[]string{"token", "-nope"}, 2, "", "gateway token: flag provided but not defined: -nope"},
+		{[]string{"token", "-secret", secret}, 2, "", "gateway token: -sub and -secret (or JWT_SECRET) are required"},
+		{[]string{"token", "-secret", secret, "-sub", "a", "extra"}, 2, "", `gateway token: unexpected argument "extra"`},
+		{[]string{"token", "-secret", secret, "-sub", "alice"}, 0, "eyJ", ""},
+		{[]string{"token", "-secret", "short", "-sub", "alice"}, 1, "", "gateway token: "},
+
+		{[]string{"version", "-h"}, 0, "Usage: gateway version", ""},
+		{[]string{"version", "-nope"}, 2, "", "gateway version: flag provided but not defined: -nope"},
+		{[]string{"version", "extra"}, 2, "", `gateway version: unexpected argument "extra"`},
+		{[]string{"version"}, 0, "gateway ", ""},
+		{[]string{"-version"}, 0, "gateway ", ""},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := run(tt.args, &out, &errb)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.code, out.String(), errb.String())
+			}
+			check := func(stream, got, want string) {
+				first, _, _ := strings.Cut(got, "\n")
+				switch {
+				case want == "" && tt.code == 1 && stream == "stderr":
+					if got == "" {
+						t.Errorf("%s: empty, want a diagnostic", stream)
+					}
+				case want == "" && got != "":
+					t.Errorf("%s: %q, want nothing", stream, got)
+				case !strings.HasPrefix(first, want):
+					t.Errorf("%s first line: %q, want prefix %q", stream, first, want)
+				}
+			}
+			check("stdout", out.String(), tt.stdout)
+			check("stderr", errb.String(), tt.stderr)
+			if tt.code == 0 && strings.Contains(strings.Join(tt.args, " "), "-h") && !strings.Contains(out.String(), "\n\n") {
+				t.Errorf("help without a description:\n%s", out.String())
+			}
+		})
+	}
+}
+
+// TestDiagnosticsName: the port and quoting mistakes get a message that says what is wrong.
+func TestDiagnosticsName(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "gw.hcl")
+	if err := os.WriteFile(path, []byte(`gateway { address = "127.0.0.1:99999" }
+service "a" {
+  instance { address = "127.0.0.1:70000" }
+}
+route "r" {
+  path    = "/x"
+  service = a
+  methods = [GET, "POST"]
+}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"validate", path}, &out, &errb); code != 1 {
+		t.Fatalf("exit %d", code)
+	}
+	want := []string{
+		path + `:1:11: gateway: address "127.0.0.1:99999": port 99999 is out of range (0-65535)`,
+		path + `:3:14: service "a" instance: address "127.0.0.1:70000": port 70000 is out of range (0-65535)`,
+		path + `:7:13: route "r": service: a string is written in quotes: "a", not a`,
+		path + `:8:14: route "r": methods: a string is written in quotes: "GET", not GET`,
+	}
+	if got := strings.Split(strings.TrimSpace(errb.String()), "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("diagnostics:\n%s\nwant:\n%s", errb.String(), strings.Join(want, "\n"))
+	}
+}
+
+// TestVersionFallsBackToBuildInfo: unstamped, the version comes from what Go recorded.
+func TestVersionFallsBackToBuildInfo(t *testing.T) {
+	info := func(main string, settings ...string) func() (*debug.BuildInfo, bool) {
+		return func() (*debug.BuildInfo, bool) {
+			bi := &debug.BuildInfo{GoVersion: "go1.26.7", Main: debug.Module{Path: "github.com/infinityxone/gateway", Version: main}}
+			for i := 0; i+1 < len(settings); i += 2 {
+				bi.Settings = append(bi.Settings, debug.BuildSetting{Key: settings[i], Value: settings[i+1]})
+			}
+			return bi, true
+		}
+	}
+	none := func() (*debug.BuildInfo, bool) { return nil, false }
+	const rev = "fe14c4ec64d12d0f3219bcbc027e81638fade7b3"
+	tests := []struct {
+		name, stamped string
+		info          func() (*debug.BuildInfo, bool)
+		want          buildVersion
+	}{
+		{"stamped wins", "v1.4.0", info("v0.0.0-x", "vcs.revision", rev), buildVersion{"v1.4.0", rev, "go1.26.7"}},
+		{"go install @version", "", info("v1.3.0"), buildVersion{"v1.3.0", "", "go1.26.7"}},
+		{"pseudo-version from VCS", "dev", info("v0.0.0-20261204165400-fe14c4ec64d1+dirty", "vcs.revision", rev, "vcs.modified", "true"),
+			buildVersion{"v0.0.0-20261204165400-fe14c4ec64d1+dirty", rev + " (modified)", "go1.26.7"}},
+		{"devel with revision", "", info("(devel)", "vcs.revision", rev, "vcs.modified", "true"), buildVersion{"dev+fe14c4ec64d1.dirty", rev + " (modified)", "go1.26.7"}},
+		{"devel, clean", "", info("(devel)", "vcs.revision", rev, "vcs.modified", "false"), buildVersion{"dev+fe14c4ec64d1", rev, "go1.26.7"}},
+		{"nothing known", "", none, buildVersion{Version: "dev"}},
+		{"devel without VCS", "", info("(devel)"), buildVersion{"dev", "", "go1.26.7"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := versionString(tt.stamped, tt.info); got != tt.want {
+				t.Fatalf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+	// The real binary, built by the test without a stamp, reports a version line.
+	out, err := exec.Command(gatewayBinary(t), "version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "gateway ") || strings.HasPrefix(string(out), "gateway \n") {
+		t.Fatalf("%v %q", err, out)
 	}
 }

@@ -130,7 +130,7 @@ func TestBadConfigs(t *testing.T) {
 		{"fraction in list", "service \"s\" {\n  instance {\n    address = \"127.0.0.1:1\"\n  }\n  circuit_breaker {\n    failure_statuses = [502,\n      503.5]\n  }\n}\n", []string{
 			`t.hcl:7:7: service "s" circuit_breaker: failure_statuses must be a whole number, not 503.5`}},
 		{"variable reference", "admin {\n  address = addr\n}\n", []string{
-			`t.hcl:2:13: admin: address: variables not allowed: Variables may not be used here`}},
+			`t.hcl:2:13: admin: address: a string is written in quotes: "addr", not addr`}},
 
 		// Durations.
 		{"bad duration", "gateway {\n  shutdown_timeout = \"10\"\n}\n", []string{
@@ -242,7 +242,13 @@ func TestBadConfigs(t *testing.T) {
 			`t.hcl:3:5: gateway: trusted_proxies: "10.0.0.0/33" is not a CIDR prefix such as "10.0.0.0/8" or an IP address`}},
 		{"bad addresses", "gateway {\n  address = \"8080\"\n}\nadmin {\n  address = \"127.0.0.1:99999\"\n}\n", []string{
 			`t.hcl:2:3: gateway: address "8080" is not host:port`,
-			`t.hcl:5:3: admin: address "127.0.0.1:99999" is not host:port`}},
+			`t.hcl:5:3: admin: address "127.0.0.1:99999": port 99999 is out of range (0-65535)`}},
+		{"unquoted words", "service \"a\" {\n  load_balancer = round_robin\n  timeout = ten\n  instance { address = \"127.0.0.1:9000\" }\n}\nroute \"r\" {\n  path = \"/x\"\n  service = \"a\"\n  methods = [GET, \"PUT\"]\n  metadata = { team = identity }\n}\njwt \"j\" {\n  algorithms = [\"HS256\"]\n  secret = \"0123456789abcdef0123456789abcdef\"\n  roles_claim = realm_access.roles\n}\n", []string{
+			`t.hcl:2:19: service "a": load_balancer: a string is written in quotes: "round_robin", not round_robin`,
+			`t.hcl:3:13: service "a": timeout: a string is written in quotes: "ten", not ten`,
+			`t.hcl:9:14: route "r": methods: a string is written in quotes: "GET", not GET`,
+			`t.hcl:10:23: route "r": metadata: a string is written in quotes: "identity", not identity`,
+			`t.hcl:15:17: jwt "j": roles_claim: a string is written in quotes: "realm_access.roles", not realm_access.roles`}},
 		{"admin on the gateway's address", "gateway {\n  address = \"127.0.0.1:8080\"\n}\nadmin {\n  address = \"127.0.0.1:8080\"\n}\n", []string{
 			`t.hcl:5:3: admin: address "127.0.0.1:8080" is also the gateway's address`}},
 		{"tls without files", "gateway {\n  tls {\n  }\n}\n", []string{

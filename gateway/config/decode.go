@@ -223,6 +223,9 @@ func (b *body) value(name string, typ cty.Type, want string) (cty.Value, bool) {
 	}
 	v, hd := a.Expr.Value(b.d.ctx)
 	if hd.HasErrors() {
+		if wantsString(typ) {
+			hd = unquotedWords(hd, a.Expr)
+		}
 		b.d.addHCL(hd, b.loc.msg("%s: ", name))
 		return cty.NilVal, false
 	}
@@ -243,6 +246,70 @@ func (b *body) value(name string, typ cty.Type, want string) (cty.Value, bool) {
 	b.loc.attrs[name] = p
 	b.recordElems(name, a.Expr)
 	return cv, true
+}
+
+// wantsString reports whether typ is a string or a collection of strings.
+func wantsString(typ cty.Type) bool {
+	if typ.IsListType() || typ.IsMapType() || typ.IsSetType() {
+		typ = typ.ElementType()
+	}
+	return typ == cty.String
+}
+
+// unquotedWords rewords HCL's "Variables not allowed" for a bare word written where a
+// string belongs (load_balancer = round_robin, methods = [GET]): the config language has
+// no variables, so the word was meant as a string. Only a word that is the whole value,
+// a whole list element or a whole map value gets the hint.
+func unquotedWords(ds hcl.Diagnostics, e hclsyntax.Expression) hcl.Diagnostics {
+	words := map[hcl.Pos]string{}
+	add := func(x hclsyntax.Expression) {
+		if t, ok := x.(*hclsyntax.ScopeTraversalExpr); ok {
+			if w, ok := traversalWord(t.Traversal); ok {
+				words[t.Range().Start] = w
+			}
+		}
+	}
+	add(e)
+	switch e := e.(type) {
+	case *hclsyntax.TupleConsExpr:
+		for _, x := range e.Exprs {
+			add(x)
+		}
+	case *hclsyntax.ObjectConsExpr:
+		for _, it := range e.Items {
+			add(it.ValueExpr)
+		}
+	}
+	out := make(hcl.Diagnostics, len(ds))
+	for i, d := range ds {
+		out[i] = d
+		if d.Subject == nil || d.Summary != "Variables not allowed" {
+			continue
+		}
+		if w, ok := words[d.Subject.Start]; ok {
+			c := *d
+			c.Summary = "a string is written in quotes"
+			c.Detail = fmt.Sprintf("%q, not %s", w, w)
+			out[i] = &c
+		}
+	}
+	return out
+}
+
+// traversalWord spells a traversal of names (round_robin, realm_access.roles) as written.
+func traversalWord(t hcl.Traversal) (string, bool) {
+	var sb strings.Builder
+	for _, step := range t {
+		switch s := step.(type) {
+		case hcl.TraverseRoot:
+			sb.WriteString(s.Name)
+		case hcl.TraverseAttr:
+			sb.WriteString("." + s.Name)
+		default:
+			return "", false
+		}
+	}
+	return sb.String(), sb.Len() > 0
 }
 
 // recordElems keeps the positions of a literal list's elements or a literal map's values.

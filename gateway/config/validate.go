@@ -107,7 +107,12 @@ func (v *validator) address(l *loc, attr, addr string) {
 func (v *validator) hostPort(l *loc, p Pos, attr, addr string) {
 	_, port, err := net.SplitHostPort(addr)
 	if err == nil {
-		if n, perr := strconv.ParseUint(port, 10, 16); perr != nil || n == 0 && port != "0" {
+		n, perr := strconv.ParseUint(port, 10, 64)
+		if perr == nil && n > 65535 && port[0] != '0' {
+			v.errorAt(l, p, "%s %q: port %s is out of range (0-65535)", attr, addr, port)
+			return
+		}
+		if perr != nil || n > 65535 || n == 0 && port != "0" {
 			err = fmt.Errorf("bad port")
 		}
 	}
