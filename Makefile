@@ -32,6 +32,7 @@ build:
 bench:
 	bash scripts/install-tools.sh wrk
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
+	cd tools/breakereval && GOWORK=off $(GO) test -run='^$$' -bench=. -benchmem
 	$(GO) run ./bench/e2e $(E2E_FLAGS)
 
 lint:

@@ -27,7 +27,8 @@
 // TwoStepCircuitBreaker whose Allow returns done(err) — and this package keeps its
 // semantics where they overlap (HALF_OPEN closes once HalfOpenRequests consecutive trials
 // succeeded; any failure reopens it). It is not used underneath, for two reasons, the
-// second measured by the benchmarks in gobreaker_eval_test.go:
+// second measured side by side in the tools/breakereval module (a module of its own, so
+// gobreaker is not a dependency of the gateway):
 //
 //   - it reads time.Now directly, so tests could not move a clock, and
 //   - TwoStepCircuitBreaker.Allow returns a closure capturing the generation and bucket

@@ -1,16 +1,12 @@
-package breaker
-
-// These benchmarks measured sony/gobreaker/v2's TwoStepCircuitBreaker against this
-// package, which is how the package doc's decision not to build on it was made. They
-// stay so the measurement can be repeated when gobreaker changes:
-//
-//	go test -run '^$' -bench 'AllowDone' -benchmem ./breaker/
+package breakereval
 
 import (
 	"errors"
 	"testing"
 
 	"github.com/sony/gobreaker/v2"
+
+	"github.com/infinityxone/gateway/breaker"
 )
 
 var errFail = errors.New("fail")
@@ -45,6 +41,42 @@ func BenchmarkGobreakerTwoStepAllowDoneParallel(b *testing.B) {
 			} else {
 				done(nil)
 			}
+		}
+	})
+}
+
+// The gateway's breaker on the same two workloads.
+
+func BenchmarkGatewayAllowDone(b *testing.B) {
+	br, err := breaker.New(breaker.Settings{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		tk, err := br.Allow()
+		if err != nil {
+			b.Fatal(err)
+		}
+		br.Done(tk, true)
+	}
+}
+
+func BenchmarkGatewayAllowDoneParallel(b *testing.B) {
+	br, err := breaker.New(breaker.Settings{FailureThreshold: 1 << 30})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			tk, err := br.Allow()
+			if err != nil {
+				b.Fatal(err)
+			}
+			i++
+			br.Done(tk, i%100 != 0)
 		}
 	})
 }
