@@ -10,7 +10,7 @@ import (
 	"github.com/hashicorp/consul/api"
 )
 
-// fakeClock is a Clock that time only moves on: After advances it at once by the
+// fakeClock is a watcher clock (Now and After) that time only moves on: After advances it at once by the
 // wait asked for (and records the wait), and fakeHealth advances it by the time a
 // scripted answer "took".
 type fakeClock struct {

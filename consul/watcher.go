@@ -81,19 +81,6 @@ func (NopObserver) WatchSucceeded(string, time.Time) {}
 // WatchReady does nothing.
 func (NopObserver) WatchReady(string) {}
 
-// Clock is the time source a watcher reads and waits on.
-type Clock interface {
-	Now() time.Time
-	// After sends the time once d has passed.
-	After(d time.Duration) <-chan time.Time
-}
-
-// realClock is the wall clock.
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
-
 // WatchOptions configure a Watcher. Zero values mean the documented defaults.
 type WatchOptions struct {
 	// Service is the Consul service name. Required.
@@ -127,11 +114,15 @@ type WatchOptions struct {
 	Sink Sink
 	// Observer is told about updates, failures and successes. nil: NopObserver.
 	Observer Observer
-	// Logger receives instance added/removed events (info), failures (warn;
-	// error for ACL refusals) and skipped entries (warn). nil: no logging.
+	// Logger receives failures (warn; error for ACL refusals), skipped entries and a
+	// first answer without a healthy instance (warn), and each instance added or removed
+	// (debug: the consumer of the Sink logs changes at info, so they are said once).
+	// The watcher names it "consul". nil: no logging.
 	Logger hclog.Logger
-	// Clock is the time source. nil: the wall clock.
-	Clock Clock
+	// Now and After are the clock, as in the other packages: Now reads it, After sends
+	// the time once d has passed. nil: time.Now and time.After. Tests move them.
+	Now   func() time.Time
+	After func(d time.Duration) <-chan time.Time
 }
 
 // withDefaults returns o with zero values replaced by defaults.
@@ -157,8 +148,11 @@ func (o WatchOptions) withDefaults() WatchOptions {
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
 	}
-	if o.Clock == nil {
-		o.Clock = realClock{}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.After == nil {
+		o.After = time.After
 	}
 	o.Tags = slices.Clone(o.Tags)
 	return o
@@ -319,7 +313,7 @@ func (w *Watcher) loop(ctx context.Context) {
 		failures int    // consecutive failed queries
 	)
 	for {
-		start := w.opts.Clock.Now()
+		start := w.opts.Now()
 		q := &api.QueryOptions{
 			Datacenter: w.opts.Datacenter,
 			AllowStale: w.opts.Stale,
@@ -363,8 +357,8 @@ func (w *Watcher) loop(ctx context.Context) {
 			failures = 0
 		}
 		index = nextIndex(index, meta.LastIndex, w.log)
-		w.succeeded(entries, w.opts.Clock.Now())
-		if gap := w.gap(w.opts.Clock.Now().Sub(start)); gap > 0 && !w.sleep(ctx, gap) {
+		w.succeeded(entries, w.opts.Now())
+		if gap := w.gap(w.opts.Now().Sub(start)); gap > 0 && !w.sleep(ctx, gap) {
 			return
 		}
 	}
@@ -412,7 +406,7 @@ func (w *Watcher) sleep(ctx context.Context, d time.Duration) bool {
 	select {
 	case <-ctx.Done():
 		return false
-	case <-w.opts.Clock.After(d):
+	case <-w.opts.After(d):
 		return true
 	}
 }
@@ -454,10 +448,10 @@ func (w *Watcher) succeeded(entries []*api.ServiceEntry, at time.Time) {
 	if changed {
 		added, removed := diffInstances(prev, instances)
 		for _, in := range added {
-			w.log.Info("instance added", "id", in.ID, "node", in.Node, "address", in.HostPort(), "weight", in.Weight)
+			w.log.Debug("instance added", "id", in.ID, "node", in.Node, "address", in.HostPort(), "weight", in.Weight)
 		}
 		for _, in := range removed {
-			w.log.Info("instance removed", "id", in.ID, "node", in.Node, "address", in.HostPort())
+			w.log.Debug("instance removed", "id", in.ID, "node", in.Node, "address", in.HostPort())
 		}
 		if first && len(instances) == 0 {
 			w.log.Warn("no healthy instance")

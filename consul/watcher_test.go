@@ -24,7 +24,7 @@ func newTestWatcher(t *testing.T, h HealthAPI, clock *fakeClock, jitter float64,
 	if opts.Service == "" {
 		opts.Service = "web"
 	}
-	opts.Sink, opts.Observer, opts.Clock = rec, rec, clock
+	opts.Sink, opts.Observer, opts.Now, opts.After = rec, rec, clock.Now, clock.After
 	w, err := NewWatcher(h, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -443,7 +443,7 @@ func TestWatcherSinkPanicIsContained(t *testing.T) {
 	clock := newFakeClock()
 	h := newFakeHealth(clock, step{entries: a, index: 1}, step{entries: a[:0], index: 2})
 	var calls atomic.Int32
-	w, err := NewWatcher(h, WatchOptions{Service: "web", Clock: clock, Sink: SinkFunc(func(string, []Instance) {
+	w, err := NewWatcher(h, WatchOptions{Service: "web", Now: clock.Now, After: clock.After, Sink: SinkFunc(func(string, []Instance) {
 		calls.Add(1)
 		panic("owner bug")
 	})})

@@ -67,7 +67,7 @@ func (d *discovery) watch(s *Service, sc *config.ServiceConsul, wait time.Durati
 			s.UpdateInstances(d.g.events, toBalancer(ins))
 		}),
 		Observer: observer{d},
-		Logger:   d.g.log.Named("consul").With("service", s.Name),
+		Logger:   d.g.log, // the watcher names itself "consul" and adds the service
 	})
 	if err != nil {
 		return fmt.Errorf("%s: service %q: %w", sc.Pos, s.Name, err)
@@ -170,7 +170,7 @@ func (d *discovery) register(ctx context.Context, listen, admin string) error {
 	if err := reg.Validate(); err != nil {
 		return err
 	}
-	d.registr = consul.NewRegistrar(d.client.Agent(), d.g.log.Named("consul"))
+	d.registr = consul.NewRegistrar(d.client.Agent(), d.g.log) // named "consul" by the registrar
 	kctx, cancel := context.WithCancel(ctx)
 	d.stopKeep = cancel
 	d.keepDone = make(chan struct{})
@@ -197,9 +197,7 @@ func (d *discovery) deregister(ctx context.Context) {
 	id := d.registr.ID()
 	if err := d.registr.Deregister(ctx); err != nil {
 		d.g.log.Warn("consul deregistration failed", "id", id, "error", err)
-	} else {
-		d.g.log.Info("deregistered from consul", "id", id, "waiting", d.reg.DeregisterDelay)
-	}
+	} // the registrar logs a deregistration that worked
 	select {
 	case <-time.After(d.reg.DeregisterDelay):
 	case <-ctx.Done():

@@ -29,9 +29,11 @@ type Options struct {
 	Logger hclog.Logger
 	// AccessLog receives the access log; default os.Stdout.
 	AccessLog io.Writer
-	// Version is reported in logs.
+	// Version is this build's version, reported in the "config loaded" log line and as
+	// the version label of gateway_build_info. "": "dev".
 	Version string
-	// Now is the clock of circuit breakers; nil: time.Now. Tests move it.
+	// Now is the clock of circuit breakers; nil: time.Now. Tests move it. (Every package
+	// takes its clock the same way: a Now func, plus an After func where it waits.)
 	Now func() time.Time
 }
 
@@ -49,6 +51,7 @@ type Route struct {
 // Gateway is one gateway replica: built by New from a validated config, served by Run.
 type Gateway struct {
 	cfg       *config.Config
+	version   string
 	log       hclog.Logger
 	events    *Events
 	metrics   *Metrics
@@ -112,6 +115,14 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	}()
 	g.pool.New = func() any { return &Exchange{W: &responseWriter{}} }
 	g.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
+	if g.version = opts.Version; g.version == "" {
+		g.version = "dev"
+	}
+	g.metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "gateway_build_info",
+		Help:        "Always 1; the version label is the running build's version.",
+		ConstLabels: prometheus.Labels{"version": g.version},
+	}, func() float64 { return 1 }))
 	g.metrics.subscribe(g.events)
 	g.subscribeLogs()
 	// The route pipeline, in DESIGN.md's order; the proxy ends every route.
@@ -277,9 +288,13 @@ func (g *Gateway) subscribeLogs() {
 	g.events.Subscribe(func(e Event) {
 		switch e := e.(type) {
 		case ConfigLoaded:
-			l.Info("config loaded", "routes", e.Routes, "services", e.Services)
+			l.Info("config loaded", "routes", e.Routes, "services", e.Services, "version", g.version)
 		case InstanceSetChanged:
-			l.Info("instance set changed", "service", e.Service, "source", e.Source,
+			log := l.Info
+			if e.Healthy == 0 {
+				log = l.Warn // the service can no longer be served
+			}
+			log("instance set changed", "service", e.Service, "source", e.Source,
 				"added", strings.Join(e.Added, ","), "removed", strings.Join(e.Removed, ","), "healthy", e.Healthy)
 		case ShutdownBegun:
 			l.Info("shutdown begun", "reason", e.Reason, "timeout", e.Timeout)
