@@ -44,7 +44,7 @@ type apiError struct {
 	message string
 }
 
-// Codes as DESIGN.md names them.
+// Codes as docs/architecture.md (Statuses) names them.
 const (
 	codeBadRequest       = "bad_request"
 	codeUnauthorized     = "unauthorized"
@@ -97,7 +97,7 @@ func dialFailed(err error) bool {
 	return errors.Is(err, syscall.ECONNREFUSED)
 }
 
-// writeError writes the JSON error body DESIGN.md specifies:
+// writeError writes the JSON error body of docs/architecture.md (Statuses):
 // {"error":{"code":"…","message":"…","request_id":"…"}}.
 func writeError(w http.ResponseWriter, e apiError, requestID string) {
 	h := w.Header()

@@ -125,7 +125,8 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	}, func() float64 { return 1 }))
 	g.metrics.subscribe(g.events)
 	g.subscribeLogs()
-	// The route pipeline, in DESIGN.md's order; the proxy ends every route.
+	// The route pipeline, in the order of docs/architecture.md (Request flow); the proxy
+	// ends every route.
 	g.stages = []Stage{corsStage, g.authStage, g.rateLimitStage}
 	limits, err := newRateLimits(g, cfg)
 	if err != nil {

@@ -9,7 +9,7 @@ import (
 )
 
 // Requests that try to make the gateway blame an instance, drop its own headers or
-// forge identity, each with what DESIGN.md says must happen.
+// forge identity, each with what docs/architecture.md (HTTP behaviour) says must happen.
 func TestHostileRequests(t *testing.T) {
 	b := newCueBackend(t, "a", 200)
 	src := authConfig + `

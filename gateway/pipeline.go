@@ -22,7 +22,7 @@ type HandlerFunc func(x *Exchange)
 func (f HandlerFunc) Serve(x *Exchange) { f(x) }
 
 // Stage builds one step of a route's pipeline around next. A stage that does not apply to
-// the route returns next unchanged. Stages run in the order DESIGN.md gives; a later
+// the route returns next unchanged. Stages run in the order docs/architecture.md gives; a later
 // feature adds its stage to Gateway.stages in the right place.
 type Stage func(rt *Route, next Handler) Handler
 
@@ -46,7 +46,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// Hop-by-hop headers, and every header the client names in Connection, go first:
 	// nothing the gateway sets below can then be stripped by a client's Connection list.
-	// Upgrades pass on (DESIGN.md), except h2c: an upstream that accepts it would give
+	// Upgrades pass on (docs/architecture.md), except h2c: an upstream that accepts it would give
 	// the client an HTTP/2 tunnel past the route's stages ("h2c smuggling").
 	if up := upgradeType(h); up != "" && !strings.HasPrefix(strings.ToLower(strings.TrimSpace(up)), "h2c") {
 		x.upgrade = up

@@ -234,7 +234,7 @@ func cancelTicket(b *breaker.Breaker, t breaker.Ticket) {
 	}
 }
 
-// mayRetry decides whether a failed attempt may be sent again (DESIGN.md, Retries): any
+// mayRetry decides whether a failed attempt may be sent again (docs/architecture.md): any
 // request whose connection failed before anything was sent; with a retry block, also
 // idempotent requests after a connection error or a 502/503/504 answer, provided the
 // body (if any) can be replayed.

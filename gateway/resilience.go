@@ -15,7 +15,7 @@ import (
 
 // retryPolicy is a service's compiled `retry` block. Without the block a service still
 // has one: a request whose connection failed before anything was sent is tried once more
-// on another instance (DESIGN.md), with no backoff and no budget.
+// on another instance (docs/configuration.md, retry), with no backoff and no budget.
 type retryPolicy struct {
 	configured     bool
 	attempts       int

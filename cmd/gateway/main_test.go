@@ -517,3 +517,61 @@ func TestVersionFallsBackToBuildInfo(t *testing.T) {
 		t.Fatalf("%v %q", err, out)
 	}
 }
+
+// TestDocumentedConfigsValidate: the complete example of docs/configuration.md and every
+// hcl block of README.md are valid configs, so the documentation cannot drift from the
+// code.
+func TestDocumentedConfigsValidate(t *testing.T) {
+	t.Setenv("JWT_SECRET", "0123456789abcdef0123456789abcdef")
+	ref, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, complete, ok := strings.Cut(string(ref), "## A complete example")
+	if !ok {
+		t.Fatal(`docs/configuration.md has no "A complete example" section`)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := map[string]string{}
+	if b := hclBlocks(complete); len(b) > 0 {
+		blocks["configuration.md complete example"] = b[0]
+	}
+	for i, b := range hclBlocks(string(readme)) {
+		blocks[fmt.Sprintf("README.md block %d", i+1)] = b
+	}
+	if len(blocks) < 2 {
+		t.Fatalf("found %d hcl blocks", len(blocks))
+	}
+	for name, src := range blocks {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "doc.hcl")
+			if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var out, errb bytes.Buffer
+			if code := run([]string{"validate", path}, &out, &errb); code != 0 {
+				t.Fatalf("exit %d:\n%s\n%s", code, errb.String(), src)
+			}
+		})
+	}
+}
+
+// hclBlocks returns the contents of the ```hcl fences in markdown, in order.
+func hclBlocks(md string) []string {
+	var out []string
+	for {
+		_, rest, ok := strings.Cut(md, "```hcl\n")
+		if !ok {
+			return out
+		}
+		block, after, ok := strings.Cut(rest, "```")
+		if !ok {
+			return out
+		}
+		out = append(out, block)
+		md = after
+	}
+}

@@ -347,7 +347,8 @@ func TestBadConfigs(t *testing.T) {
 	}
 }
 
-// TestDesignExample decodes the example of DESIGN.md, env vars supplied, in full.
+// TestDesignExample decodes the full example of the language (the blocks of
+// docs/configuration.md), env vars supplied, in full.
 func TestDesignExample(t *testing.T) {
 	vars := map[string]string{
 		"GATEWAY_ADDR":     "0.0.0.0:18080",
@@ -404,7 +405,8 @@ func TestDesignExample(t *testing.T) {
 	equal(t, "config", cfg, want)
 }
 
-// TestExtraFields covers what types.go adds to DESIGN.md's language.
+// TestExtraFields covers the attributes beyond that example (transport, token sources,
+// sentinel, breaker ratios …).
 func TestExtraFields(t *testing.T) {
 	src := `
 redis {

@@ -88,7 +88,7 @@ func defaultCORS() CORS { return CORS{} }
 func finishDefaults(p *parsed, lookup LookupEnv) {
 	if p.gateway == nil || !p.gateway.seen["address"] {
 		if a, ok := lookup("GATEWAY_ADDR"); ok && a != "" {
-			p.cfg.Gateway.Address = a // DESIGN.md: GATEWAY_ADDR overrides the default
+			p.cfg.Gateway.Address = a // GATEWAY_ADDR overrides the default (docs/configuration.md)
 		}
 	}
 	if c := p.cfg.Consul; c != nil && !p.consul.has("address") {

@@ -170,7 +170,7 @@ type Service struct {
 	Instances      []Instance
 	LoadBalancer   string        // round_robin | least_conn | random | ip_hash | weighted
 	Timeout        time.Duration // default 30s
-	Retry          *Retry        // nil: DESIGN.md's default (connect failures retried once)
+	Retry          *Retry        // nil: connect failures retried once (docs/configuration.md)
 	CircuitBreaker *CircuitBreaker
 	Transport      Transport
 }

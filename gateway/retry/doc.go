@@ -2,7 +2,7 @@
 // anything itself: [Backoff] (exponential, full jitter), [Budget] (a per-service cap on
 // retries relative to requests), [Idempotent] (which requests may be sent twice) and
 // [Body] (a capped replay buffer for request bodies). The gateway's proxy composes them
-// as DESIGN.md ("Retries") says, roughly:
+// as docs/architecture.md ("Retries") says, roughly:
 //
 //	budget.Request()                             // once per client request
 //	body := retry.NewBody(r.Body, r.ContentLength, bufferBytes)

@@ -76,7 +76,7 @@ func loadCompose(t *testing.T) composeFile {
 }
 
 // TestComposeTopology checks what `docker-compose config -q` (run by make test)
-// cannot: that docker-compose.yml describes the deployment of DESIGN.md — Consul,
+// cannot: that docker-compose.yml describes the deployment of docs/operations.md — Consul,
 // Redis, two example services registering through the agent, a scalable gateway
 // built from the Dockerfile and configured by deploy/gateway.hcl, a front load
 // balancer — with health checks and restart policies everywhere.
