@@ -148,6 +148,7 @@ func run(ctx context.Context, o options, logger hclog.Logger, started func(addr 
 	srv := &http.Server{Handler: e.routes(), ReadHeaderTimeout: 5 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	base := logger // the registrar's own lines carry the service and the id
 	logger = logger.With("service", o.service, "id", id)
 	logger.Info("listening", "address", ln.Addr().String(), "healthy", !o.fail)
 
@@ -161,7 +162,7 @@ func run(ctx context.Context, o options, logger hclog.Logger, started func(addr 
 			_ = srv.Close()
 			return err
 		}
-		reg = consul.NewRegistrar(client.Agent(), logger)
+		reg = consul.NewRegistrar(client.Agent(), base)
 		registration := consul.Registration{
 			ID: id, Service: o.service, Address: host, Port: port, Tags: o.tags,
 			CheckURL: "http://" + net.JoinHostPort(host, strconv.Itoa(port)) + "/health",
