@@ -3,6 +3,8 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -121,5 +123,50 @@ route "echo" {
 	}
 	if loaded == nil || loaded["version"] != "v9.9.9-test" {
 		t.Errorf("config loaded line without the version: %v", loaded)
+	}
+}
+
+// TestJWKSLogNamesProviderOnce: a failing JWKS endpoint is logged under gateway.jwt.jwks
+// with the provider named once.
+func TestJWKSLogNamesProviderOnce(t *testing.T) {
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	}))
+	defer idp.Close()
+	b := echoBackend(t, "a")
+	src := `
+gateway { address = "127.0.0.1:0" }
+admin { address = "127.0.0.1:0" }
+jwt "idp" {
+  algorithms = ["RS256"]
+  jwks_url   = env("JWKS")
+}
+service "a" {
+  instance { address = env("A") }
+}
+route "a" {
+  path = "/a"
+  service = "a"
+  jwt = "idp"
+}`
+	logs := &syncBuffer{}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "gateway", Level: hclog.Info, Output: logs})
+	g, err := New(parseConfig(t, src, map[string]string{"JWKS": idp.URL, "A": hostOf(b.Server)}), Options{Logger: logger, AccessLog: &syncBuffer{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	<-g.Started()
+	eventually(t, 10*time.Second, "a JWKS failure logged", func() bool { return strings.Contains(logs.String(), "JWKS fetch failed") })
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if !strings.Contains(line, "JWKS fetch failed") {
+			continue
+		}
+		if !strings.Contains(line, "gateway.jwt.jwks:") || strings.Count(line, "provider=idp") != 1 {
+			t.Fatalf("JWKS line: %s", line)
+		}
 	}
 }
