@@ -20,6 +20,10 @@ import (
 // and streams the answer back. Modelled on net/http/httputil.ReverseProxy, but it knows
 // the exchange (client IP for ip_hash, the instances already tried) without putting
 // anything into the request's context.
+//
+// The work is split the way Caddy's reverse proxy splits it: Serve runs the loop,
+// tryInstance is one attempt (send, classify, record), retryTarget decides whether and
+// where the next attempt goes, and finalizeResponse streams the accepted answer.
 type proxy struct {
 	g       *Gateway
 	route   *Route
@@ -29,18 +33,86 @@ type proxy struct {
 	bufs    *sync.Pool
 }
 
-// Serve forwards x upstream.
-func (p *proxy) Serve(x *Exchange) {
-	r := x.R
-	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
-	defer cancel()
+// forward is one exchange's state across its attempts.
+type forward struct {
+	x          *Exchange
+	ctx        context.Context // the upstream request's context
+	out        *http.Request
+	url        url.URL
+	body       *retry.Body // nil: no request body
+	idempotent bool
+	key        string // balancer key (client IP for ip_hash)
+	skip       tried
+}
 
+// attempt is one try on one instance and what came of it.
+type attempt struct {
+	ep     *balancer.Endpoint
+	br     *breaker.Breaker // nil: the service has no breaker
+	ticket breaker.Ticket
+	resp   *http.Response
+	err    error
+	fault  fault
+}
+
+// fault says whose fault a failed attempt was; it decides the breaker verdict, the
+// metric outcome and whether the attempt may be retried.
+type fault uint8
+
+const (
+	faultNone     fault = iota // an answer arrived
+	faultClient                // the client's body failed: never the instance's
+	faultGone                  // the client went away: nobody learnt anything
+	faultTimeout               // the route's timeout passed
+	faultUpstream              // the instance failed (refused, reset, garbage)
+)
+
+// Serve forwards x upstream: one attempt per tryInstance call until an answer is
+// accepted or the retry policy says stop, then finalizeResponse streams it back.
+func (p *proxy) Serve(x *Exchange) {
+	ctx, cancel := context.WithTimeout(x.R.Context(), p.timeout)
+	defer cancel()
+	var f forward
+	p.prepare(&f, x, ctx)
+	if f.body != nil {
+		defer p.cutStalledUpload(ctx, x)()
+	}
+	pol := &p.service.retry
+	if pol.configured {
+		pol.budget.Request()
+	}
+	a := attempt{}
+	a.ep, a.br, a.ticket = p.pick(f.key, &f.skip, false)
+	if a.ep == nil {
+		p.noInstance(x)
+		return
+	}
+	for n := 1; ; n++ {
+		p.tryInstance(&f, &a, n)
+		next, ok := p.retryTarget(&f, &a, n)
+		if !ok {
+			break
+		}
+		a = next
+	}
+	if a.err != nil {
+		p.failExchange(&f, &a)
+		return
+	}
+	p.finalizeResponse(&f, &a)
+}
+
+// prepare builds the outgoing request: the normalised path, the gateway's own hop
+// headers, and the body wrapped so that an attempt can be replayed.
+func (p *proxy) prepare(f *forward, x *Exchange, ctx context.Context) {
+	r := x.R
+	f.x, f.ctx = x, ctx
 	out := r.WithContext(ctx)
 	out.RequestURI = ""
 	out.Close = false
 	// The normalised path goes upstream as written (Opaque keeps its escapes exactly).
-	u := url.URL{Scheme: "http", Opaque: p.upstreamPath(x.Path), RawQuery: r.URL.RawQuery}
-	out.URL = &u
+	f.url = url.URL{Scheme: "http", Opaque: p.upstreamPath(x.Path), RawQuery: r.URL.RawQuery}
+	out.URL = &f.url
 	out.Host = r.Host
 
 	// Hop-by-hop headers were removed at the front, before the gateway set its own; only
@@ -56,176 +128,211 @@ func (p *proxy) Serve(x *Exchange) {
 	if _, ok := h["User-Agent"]; !ok {
 		h["User-Agent"] = p.g.hdrEmpty // don't let the transport add Go's
 	}
-
-	svc := p.service
-	pol := &svc.retry
-	var body *retry.Body
+	pol := &p.service.retry
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		body = retry.NewBody(r.Body, r.ContentLength, pol.bufferBytes)
-		out.Body, _ = body.Rewind()
-		out.GetBody = body.GetBody
-		// A client that stalls its upload must not hold the upstream past the timeout:
-		// the transport waits for its body reader, so the read is cut off too.
-		stop := context.AfterFunc(ctx, func() {
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				_ = http.NewResponseController(x.W).SetReadDeadline(time.Now())
-			}
-		})
-		defer stop()
+		f.body = retry.NewBody(r.Body, r.ContentLength, pol.bufferBytes)
+		out.Body, _ = f.body.Rewind()
+		out.GetBody = f.body.GetBody
 	} else {
 		out.Body = nil
 	}
-	idempotent := retry.Idempotent(r.Method, r.Header, pol.idempotencyKey)
-	if pol.configured {
-		pol.budget.Request()
+	f.out = out
+	f.idempotent = retry.Idempotent(r.Method, r.Header, pol.idempotencyKey)
+	if p.service.hashKey {
+		f.key = x.clientIP()
 	}
-	key := ""
-	if svc.hashKey {
-		key = x.clientIP()
-	}
+}
 
-	var skip tried
-	ep, br, ticket := p.pick(key, &skip, false)
-	if ep == nil {
-		p.noInstance(x)
+// cutStalledUpload makes sure a client that stalls its upload cannot hold the upstream
+// past the timeout: the transport waits for its body reader, so the read is cut off too.
+// It returns the function that disarms it.
+func (p *proxy) cutStalledUpload(ctx context.Context, x *Exchange) func() bool {
+	return context.AfterFunc(ctx, func() {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			_ = http.NewResponseController(x.W).SetReadDeadline(time.Now())
+		}
+	})
+}
+
+// tryInstance sends the request to a.ep once, then classifies the outcome, gives the
+// breaker its verdict and counts the attempt.
+func (p *proxy) tryInstance(f *forward, a *attempt, n int) {
+	x, svc := f.x, p.service
+	x.Attempts = n
+	x.Upstream = a.ep.Address
+	f.url.Host = a.ep.Address
+	f.skip.add(a.ep)
+	a.ep.Acquire()
+	start := time.Now()
+	a.resp, a.err = svc.transport.RoundTrip(f.out)
+	svc.upstreamDuration.Observe(time.Since(start).Seconds())
+	if a.err == nil && (a.resp.StatusCode < 100 || a.resp.StatusCode > 599) {
+		a.resp.Body.Close()
+		a.resp, a.err = nil, errBadStatus
+	}
+	a.fault = p.blame(f, a)
+	p.breakerVerdict(a)
+	p.countAttempt(a)
+	if a.err != nil {
+		a.ep.Release()
+	}
+	switch a.fault {
+	case faultClient:
+		// A stalled upload cut off by the route's timeout is still a 504; anything
+		// else wrong with the body is the client's 400 (or 413).
+		if errors.Is(f.ctx.Err(), context.DeadlineExceeded) {
+			a.err = ErrUpstreamTimeout
+		} else {
+			a.err = clientRequestError{a.err}
+		}
+	case faultTimeout:
+		a.err = ErrUpstreamTimeout // a timeout is never retried
+	}
+}
+
+// blame decides whose fault the attempt's outcome was.
+func (p *proxy) blame(f *forward, a *attempt) fault {
+	if a.err == nil {
+		return faultNone
+	}
+	if f.body != nil {
+		if err := f.body.SourceErr(); err != nil {
+			a.err = err
+			return faultClient
+		}
+	}
+	timedOut := errors.Is(f.ctx.Err(), context.DeadlineExceeded)
+	if timedOut {
+		return faultTimeout
+	}
+	if f.x.R.Context().Err() != nil {
+		return faultGone
+	}
+	return faultUpstream
+}
+
+// breakerVerdict tells the instance's breaker what the attempt showed. An answer that
+// looks fine gets its verdict only once its body has streamed (finalizeResponse), so an
+// instance that dies mid-body is not a success.
+func (p *proxy) breakerVerdict(a *attempt) {
+	if a.br == nil {
 		return
 	}
-	var (
-		resp *http.Response
-		err  error
-		// pending is the breaker verdict of an answer that looked fine: it is given only
-		// once its body has streamed, so an instance that dies mid-body is not a success.
-		pending *breaker.Breaker
-	)
-	for attempt := 1; ; attempt++ {
-		x.Attempts = attempt
-		x.Upstream = ep.Address
-		u.Host = ep.Address
-		skip.add(ep)
-		ep.Acquire()
-		start := time.Now()
-		resp, err = svc.transport.RoundTrip(out)
-		svc.upstreamDuration.Observe(time.Since(start).Seconds())
-		if err == nil && (resp.StatusCode < 100 || resp.StatusCode > 599) {
-			resp.Body.Close()
-			resp, err = nil, errBadStatus
+	switch a.fault {
+	case faultClient, faultGone:
+		a.br.Cancel(a.ticket) // nobody learnt anything about the instance
+		a.br = nil
+	case faultTimeout, faultUpstream:
+		a.br.Done(a.ticket, false)
+		a.br = nil
+	default:
+		if p.service.breakers.failure(a.resp.StatusCode) {
+			a.br.Done(a.ticket, false)
+			a.br = nil
 		}
-		timedOut := err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded)
-		clientGone := r.Context().Err() != nil
-		var clientErr error
-		if body != nil && err != nil {
-			clientErr = body.SourceErr() // the client's body failed: not the instance's fault
-		}
-		if br != nil {
-			switch {
-			case clientErr != nil || clientGone && !timedOut:
-				br.Cancel(ticket) // nobody learnt anything about the instance
-			case err != nil:
-				br.Done(ticket, false)
-			case svc.breakers.failure(resp.StatusCode):
-				br.Done(ticket, false)
-			default:
-				pending = br
-			}
-		}
-		switch {
-		case clientErr != nil:
-			p.g.metrics.upstream(svc.Name, ep.Address, "client_error")
-		case timedOut:
-			p.g.metrics.upstream(svc.Name, ep.Address, "timeout")
-		case err != nil:
-			p.g.metrics.upstream(svc.Name, ep.Address, "error")
-		default:
-			p.g.metrics.upstream(svc.Name, ep.Address, outcomeOf(resp.StatusCode))
-		}
-		if err != nil {
-			ep.Release()
-		}
-		if clientErr != nil {
-			// A stalled upload cut off by the route's timeout is still a 504; anything
-			// else wrong with the body is the client's 400 (or 413).
-			err = clientRequestError{clientErr}
-			if timedOut {
-				err = ErrUpstreamTimeout
-			}
-			break
-		}
-		if timedOut {
-			err = ErrUpstreamTimeout // a timeout is never retried
-			break
-		}
-		if clientGone || attempt >= pol.attempts || !p.mayRetry(resp, err, body, idempotent) {
-			break
-		}
-		var wait time.Duration
-		if pol.configured {
-			wait = retry.Backoff(attempt, pol.backoff, pol.maxBackoff, nil)
-		}
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= wait {
-			break // never past the route's timeout
-		}
-		next, nbr, nticket := p.pick(key, &skip, true)
-		if next == nil {
-			break
-		}
-		var rb io.ReadCloser
-		if body != nil {
-			var ok bool
-			if rb, ok = body.Rewind(); !ok {
-				cancelTicket(nbr, nticket)
-				break
-			}
-		}
-		if pol.configured && !pol.budget.TryRetry() {
-			cancelTicket(nbr, nticket)
-			break
-		}
-		// Committed to the retry: the answer in hand is discarded.
-		if rb != nil {
-			out.Body = rb
-		}
-		if resp != nil {
-			resp.Body.Close()
-			ep.Release()
-			resp = nil
-		}
-		if pending != nil {
-			pending.Done(ticket, true)
-			pending = nil
-		}
-		pol.retries.Inc()
-		if p.g.log.IsDebug() {
-			p.g.log.Debug("retrying", "service", svc.Name, "instance", ep.Address, "next", next.Address, "error", err, "request_id", x.RequestID)
-		}
-		if wait > 0 && !sleepCtx(ctx, wait) {
-			cancelTicket(nbr, nticket)
-			err = ErrUpstreamTimeout
-			if r.Context().Err() != nil {
-				err = r.Context().Err()
-			}
-			break
-		}
-		ep, br, ticket = next, nbr, nticket
 	}
-	if err != nil {
-		var ce clientRequestError
-		if r.Context().Err() != nil && !errors.Is(err, ErrUpstreamTimeout) && !errors.As(err, &ce) {
-			// The client went away; nobody reads the answer. 499 in logs, like nginx.
-			x.W.status = 499
-			x.ErrorCode = "client_closed_request"
-			return
+}
+
+// countAttempt records the attempt's outcome in gateway_upstream_requests_total.
+func (p *proxy) countAttempt(a *attempt) {
+	outcome := "error"
+	switch a.fault {
+	case faultClient:
+		outcome = "client_error"
+	case faultTimeout:
+		outcome = "timeout"
+	case faultNone:
+		outcome = outcomeOf(a.resp.StatusCode)
+	}
+	p.g.metrics.upstream(p.service.Name, a.ep.Address, outcome)
+}
+
+// retryTarget decides whether the attempt a is followed by another, and if so on which
+// instance. Once it commits to a retry the answer in hand is discarded.
+func (p *proxy) retryTarget(f *forward, a *attempt, n int) (attempt, bool) {
+	pol := &p.service.retry
+	if a.fault == faultClient || a.fault == faultTimeout || f.x.R.Context().Err() != nil ||
+		n >= pol.attempts || !p.mayRetry(a.resp, a.err, f.body, f.idempotent) {
+		return attempt{}, false
+	}
+	var wait time.Duration
+	if pol.configured {
+		wait = retry.Backoff(n, pol.backoff, pol.maxBackoff, nil)
+	}
+	if dl, ok := f.ctx.Deadline(); ok && time.Until(dl) <= wait {
+		return attempt{}, false // never past the route's timeout
+	}
+	var next attempt
+	next.ep, next.br, next.ticket = p.pick(f.key, &f.skip, true)
+	if next.ep == nil {
+		return attempt{}, false
+	}
+	var rb io.ReadCloser
+	if f.body != nil {
+		var ok bool
+		if rb, ok = f.body.Rewind(); !ok {
+			cancelTicket(next.br, next.ticket)
+			return attempt{}, false
 		}
-		if !errors.As(err, &ce) && !errors.Is(err, ErrUpstreamTimeout) {
-			p.g.log.Warn("upstream request failed", "service", svc.Name, "instance", x.Upstream, "attempts", x.Attempts, "error", err, "request_id", x.RequestID)
+	}
+	if pol.configured && !pol.budget.TryRetry() {
+		cancelTicket(next.br, next.ticket)
+		return attempt{}, false
+	}
+	// Committed to the retry: the answer in hand is discarded.
+	if rb != nil {
+		f.out.Body = rb
+	}
+	if a.resp != nil {
+		a.resp.Body.Close()
+		a.ep.Release()
+		a.resp = nil
+	}
+	if a.br != nil {
+		a.br.Done(a.ticket, true)
+	}
+	pol.retries.Inc()
+	if p.g.log.IsDebug() {
+		p.g.log.Debug("retrying", "service", p.service.Name, "instance", a.ep.Address, "next", next.ep.Address, "error", a.err, "request_id", f.x.RequestID)
+	}
+	if wait > 0 && !sleepCtx(f.ctx, wait) {
+		cancelTicket(next.br, next.ticket)
+		a.err = ErrUpstreamTimeout
+		if err := f.x.R.Context().Err(); err != nil {
+			a.err = err
 		}
-		x.Fail(err)
+		return attempt{}, false
+	}
+	return next, true
+}
+
+// failExchange answers an exchange whose last attempt failed.
+func (p *proxy) failExchange(f *forward, a *attempt) {
+	x, err := f.x, a.err
+	var ce clientRequestError
+	isClient := errors.As(err, &ce)
+	isTimeout := errors.Is(err, ErrUpstreamTimeout)
+	if x.R.Context().Err() != nil && !isTimeout && !isClient {
+		// The client went away; nobody reads the answer. 499 in logs, like nginx.
+		x.W.status = 499
+		x.ErrorCode = "client_closed_request"
 		return
 	}
-	defer ep.Release()
-	if pending != nil {
-		defer func() { pending.Done(ticket, x.ErrorCode != codeUpstreamAborted) }()
+	if !isClient && !isTimeout {
+		p.g.log.Warn("upstream request failed", "service", p.service.Name, "instance", x.Upstream, "attempts", x.Attempts, "error", err, "request_id", x.RequestID)
 	}
-	p.respond(x, resp)
+	x.Fail(err)
+}
+
+// finalizeResponse streams the accepted answer to the client, then releases the
+// instance and gives its breaker the pending verdict.
+func (p *proxy) finalizeResponse(f *forward, a *attempt) {
+	x := f.x
+	defer a.ep.Release()
+	if a.br != nil {
+		defer func() { a.br.Done(a.ticket, x.ErrorCode != codeUpstreamAborted) }()
+	}
+	p.respond(x, a.resp)
 }
 
 func cancelTicket(b *breaker.Breaker, t breaker.Ticket) {
