@@ -118,18 +118,14 @@ func (g *Gateway) authStage(rt *Route, next Handler) Handler {
 			}
 			p.count(reason)
 			x.W.Header().Set("WWW-Authenticate", jwtauth.ChallengeHeader(realm, err))
-			_, desc := jwtauth.Challenge(err)
-			if desc == "" {
-				desc = "a bearer token is required"
-			}
-			x.FailWith(apiError{http.StatusUnauthorized, codeUnauthorized, desc})
+			x.Fail(unauthorized(err))
 			return
 		}
 		x.User = claims.Subject
 		if !claims.HasAnyRole(roles) {
 			p.count("forbidden")
 			x.W.Header().Set("WWW-Authenticate", jwtauth.ChallengeHeader(realm, jwtauth.ErrInsufficientRole))
-			x.FailWith(apiError{http.StatusForbidden, codeForbidden, "the token lacks a required role"})
+			x.Fail(unauthorized(jwtauth.ErrInsufficientRole))
 			return
 		}
 		p.count("ok")

@@ -50,7 +50,7 @@ func (x *Exchange) Fail(err error) {
 	x.FailWith(statusFor(err))
 }
 
-// FailWith answers with an explicit apiError.
+// FailWith answers with an apiError that statusFor made.
 func (x *Exchange) FailWith(e apiError) {
 	if x.W.wroteHeader {
 		return

@@ -59,7 +59,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.dropProtected(h)
 
 	if max := g.cfg.Gateway.MaxHeaderBytes; max > 0 && headerBytes(r) > max {
-		x.FailWith(apiError{http.StatusRequestHeaderFieldsTooLarge, codeHeadersTooLarge, "request headers too large"})
+		x.Fail(ErrHeadersTooLarge)
 		x.W.Header().Set("Connection", "close")
 		return
 	}
@@ -150,7 +150,7 @@ func (g *Gateway) finish(x *Exchange) {
 		err := fmt.Errorf("panic: %v", p)
 		g.log.Error("panic while serving a request", "error", err, "request_id", x.RequestID, "stack", string(debug.Stack()))
 		if !x.W.wroteHeader && !x.W.hijacked {
-			x.FailWith(apiError{http.StatusInternalServerError, codeInternal, "internal error"})
+			x.Fail(errInternal)
 			p = nil // answered: the connection lives on
 		} else {
 			p = http.ErrAbortHandler

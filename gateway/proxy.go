@@ -395,7 +395,7 @@ func (p *proxy) noInstance(x *Exchange) {
 	}
 	if p.service.breakers != nil && p.service.Set.Len() > 0 {
 		x.W.Header().Set("Retry-After", strconv.Itoa(retryAfterOpen(p.service.Set, p.service.breakers.settings.Now)))
-		x.FailWith(apiError{http.StatusServiceUnavailable, codeUnavailable, "every instance's circuit breaker is open"})
+		x.Fail(ErrBreakersOpen)
 		return
 	}
 	x.Fail(ErrNoInstance)
