@@ -79,6 +79,10 @@ const (
 	codeTimeout          = "gateway_timeout"
 	codeInternal         = "internal_error"
 	codeUpstreamAborted  = "upstream_aborted"
+	// Access-log codes of exchanges cut short after the status was sent.
+	codeUpstreamIdle       = "upstream_idle"         // upstream silent past idle_timeout
+	codeClientGone         = "client_closed_request" // 499, like nginx
+	codeClientWriteTimeout = "client_write_timeout"  // a write to the client took too long
 )
 
 // statusFor maps an error from any stage to what the client is told.
@@ -123,6 +127,12 @@ func statusFor(err error) apiError {
 		return apiError{http.StatusGatewayTimeout, codeTimeout, "upstream timed out"}
 	}
 	return apiError{http.StatusBadGateway, codeBadGateway, "upstream failed"}
+}
+
+// isTimeout reports whether err is a network timeout (a deadline that passed).
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // dialFailed reports whether err happened before anything was sent upstream:

@@ -73,7 +73,7 @@ type Gateway struct {
 
 	// Constant header values, shared by every request (each slice has cap == len, so an
 	// append elsewhere copies instead of writing into it).
-	hdrUpgrade, hdrTrailers, hdrEmpty, hdrHTTP, hdrHTTPS []string
+	hdrUpgrade, hdrTrailers, hdrEmpty, hdrHTTP, hdrHTTPS, hdrClose []string
 
 	draining atomic.Bool
 	started  chan struct{}
@@ -100,6 +100,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		hdrEmpty:    []string{""},
 		hdrHTTP:     []string{"http"},
 		hdrHTTPS:    []string{"https"},
+		hdrClose:    []string{"close"},
 	}
 	if g.log == nil {
 		g.log = hclog.New(&hclog.LoggerOptions{Name: "gateway", Level: hclog.LevelFromString(cfg.Log.Level), Output: os.Stderr})
@@ -161,14 +162,15 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 			return nil, fmt.Errorf("%s: service %q: retry: %w", sc.Pos, sc.Name, err)
 		}
 		s := &Service{
-			breakers:  bs,
-			retry:     pol,
-			Name:      sc.Name,
-			Source:    "static",
-			Set:       set,
-			Timeout:   sc.Timeout,
-			transport: newTransport(sc.Transport),
-			hashKey:   sc.LoadBalancer == "ip_hash",
+			breakers:    bs,
+			retry:       pol,
+			Name:        sc.Name,
+			Source:      "static",
+			Set:         set,
+			Timeout:     sc.Timeout,
+			IdleTimeout: sc.IdleTimeout,
+			transport:   newTransport(sc.Transport),
+			hashKey:     sc.LoadBalancer == "ip_hash",
 
 			upstreamDuration: g.metrics.upstreamDuration.WithLabelValues(sc.Name),
 		}

@@ -31,6 +31,7 @@ type Stage func(rt *Route, next Handler) Handler
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x := g.pool.Get().(*Exchange)
 	x.W.reset(w)
+	x.W.writeTimeout = g.cfg.Gateway.ClientWriteTimeout
 	x.R = r
 	x.Start = time.Now()
 	defer g.finish(x)

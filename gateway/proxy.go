@@ -37,6 +37,7 @@ type proxy struct {
 type forward struct {
 	x          *Exchange
 	ctx        context.Context // the upstream request's context
+	clock      *upstreamClock  // timeout until the headers, then idle_timeout
 	out        *http.Request
 	url        url.URL
 	body       *retry.Body // nil: no request body
@@ -63,19 +64,24 @@ const (
 	faultNone     fault = iota // an answer arrived
 	faultClient                // the client's body failed: never the instance's
 	faultGone                  // the client went away: nobody learnt anything
-	faultTimeout               // the route's timeout passed
+	faultTimeout               // the route's timeout passed before the headers
 	faultUpstream              // the instance failed (refused, reset, garbage)
 )
 
 // Serve forwards x upstream: one attempt per tryInstance call until an answer is
 // accepted or the retry policy says stop, then finalizeResponse streams it back.
 func (p *proxy) Serve(x *Exchange) {
-	ctx, cancel := context.WithTimeout(x.R.Context(), p.timeout)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(x.R.Context())
+	defer cancel(nil)
 	var f forward
+	f.clock = newUpstreamClock(p.timeout, p.service.IdleTimeout, cancel)
+	defer f.clock.stop()
 	p.prepare(&f, x, ctx)
 	if f.body != nil {
-		defer p.cutStalledUpload(ctx, x)()
+		// A client that stalls its upload must not hold the upstream past the timeout:
+		// the transport waits for its body reader, so the read is cut off too. The
+		// server's own writer, not the pooled wrapper: see upstreamClock.
+		f.clock.cutUploadOf(x.W.w)
 	}
 	pol := &p.service.retry
 	if pol.configured {
@@ -84,6 +90,7 @@ func (p *proxy) Serve(x *Exchange) {
 	a := attempt{}
 	a.ep, a.br, a.ticket = p.pick(f.key, &f.skip, false)
 	if a.ep == nil {
+		p.closeIfUploadUnread(&f)
 		p.noInstance(x)
 		return
 	}
@@ -143,17 +150,6 @@ func (p *proxy) prepare(f *forward, x *Exchange, ctx context.Context) {
 	}
 }
 
-// cutStalledUpload makes sure a client that stalls its upload cannot hold the upstream
-// past the timeout: the transport waits for its body reader, so the read is cut off too.
-// It returns the function that disarms it.
-func (p *proxy) cutStalledUpload(ctx context.Context, x *Exchange) func() bool {
-	return context.AfterFunc(ctx, func() {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			_ = http.NewResponseController(x.W).SetReadDeadline(time.Now())
-		}
-	})
-}
-
 // tryInstance sends the request to a.ep once, then classifies the outcome, gives the
 // breaker its verdict and counts the attempt.
 func (p *proxy) tryInstance(f *forward, a *attempt, n int) {
@@ -180,7 +176,7 @@ func (p *proxy) tryInstance(f *forward, a *attempt, n int) {
 	case faultClient:
 		// A stalled upload cut off by the route's timeout is still a 504; anything
 		// else wrong with the body is the client's 400 (or 413).
-		if errors.Is(f.ctx.Err(), context.DeadlineExceeded) {
+		if f.clock.timedOut() {
 			a.err = ErrUpstreamTimeout
 		} else {
 			a.err = clientRequestError{a.err}
@@ -201,8 +197,10 @@ func (p *proxy) blame(f *forward, a *attempt) fault {
 			return faultClient
 		}
 	}
-	timedOut := errors.Is(f.ctx.Err(), context.DeadlineExceeded)
-	if timedOut {
+	if f.clock.timedOut() {
+		if f.body != nil && f.body.Waiting() {
+			return faultClient // the upload stalled: the gateway was waiting for the client
+		}
 		return faultTimeout
 	}
 	if f.x.R.Context().Err() != nil {
@@ -259,7 +257,7 @@ func (p *proxy) retryTarget(f *forward, a *attempt, n int) (attempt, bool) {
 	if pol.configured {
 		wait = retry.Backoff(n, pol.backoff, pol.maxBackoff, nil)
 	}
-	if dl, ok := f.ctx.Deadline(); ok && time.Until(dl) <= wait {
+	if f.clock.remaining() <= wait {
 		return attempt{}, false // never past the route's timeout
 	}
 	var next attempt
@@ -315,13 +313,24 @@ func (p *proxy) failExchange(f *forward, a *attempt) {
 	if x.R.Context().Err() != nil && !isTimeout && !isClient {
 		// The client went away; nobody reads the answer. 499 in logs, like nginx.
 		x.W.status = 499
-		x.ErrorCode = "client_closed_request"
+		x.ErrorCode = codeClientGone
 		return
 	}
+	p.closeIfUploadUnread(f)
 	if !isClient && !isTimeout {
 		p.g.log.Warn("upstream request failed", "service", p.service.Name, "instance", x.Upstream, "attempts", x.Attempts, "error", err, "request_id", x.RequestID)
 	}
 	x.Fail(err)
+}
+
+// closeIfUploadUnread marks the answer `Connection: close` when the client's body was
+// not read to its end. Otherwise net/http reads the rest before sending the answer, and
+// a client that stalls its upload would hold the connection and its handler with no
+// limit; the stream is unsure anyway.
+func (p *proxy) closeIfUploadUnread(f *forward) {
+	if f.body != nil && !f.body.Drained() {
+		f.x.W.Header()["Connection"] = p.g.hdrClose
+	}
 }
 
 // finalizeResponse streams the accepted answer to the client, then releases the
@@ -329,10 +338,34 @@ func (p *proxy) failExchange(f *forward, a *attempt) {
 func (p *proxy) finalizeResponse(f *forward, a *attempt) {
 	x := f.x
 	defer a.ep.Release()
-	if a.br != nil {
-		defer func() { a.br.Done(a.ticket, x.ErrorCode != codeUpstreamAborted) }()
+	if !f.clock.startBody() {
+		// The timeout passed just as the headers arrived: the answer is too late.
+		a.resp.Body.Close()
+		if a.br != nil {
+			a.br.Done(a.ticket, false)
+		}
+		x.Fail(ErrUpstreamTimeout)
+		return
 	}
-	p.respond(x, a.resp)
+	if a.br != nil {
+		defer func() { p.bodyVerdict(x, a) }()
+	}
+	p.closeIfUploadUnread(f)
+	p.respond(f, a.resp)
+}
+
+// bodyVerdict gives the breaker its verdict on an answer once its body has streamed:
+// a failure when the upstream broke off or went silent, nothing when the client left or
+// stopped reading (nobody learnt anything about the instance), else a success.
+func (p *proxy) bodyVerdict(x *Exchange, a *attempt) {
+	switch x.ErrorCode {
+	case codeUpstreamAborted, codeUpstreamIdle:
+		a.br.Done(a.ticket, false)
+	case codeClientGone, codeClientWriteTimeout:
+		a.br.Cancel(a.ticket)
+	default:
+		a.br.Done(a.ticket, true)
+	}
 }
 
 func cancelTicket(b *breaker.Breaker, t breaker.Ticket) {
@@ -451,7 +484,8 @@ func (p *proxy) upstreamPath(path string) string {
 }
 
 // respond copies the upstream's answer to the client, streaming the body.
-func (p *proxy) respond(x *Exchange, resp *http.Response) {
+func (p *proxy) respond(f *forward, resp *http.Response) {
+	x := f.x
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		p.upgrade(x, resp)
 		return
@@ -469,35 +503,68 @@ func (p *proxy) respond(x *Exchange, resp *http.Response) {
 	}
 	x.W.WriteHeader(resp.StatusCode)
 
-	bp := p.bufs.Get().(*[]byte)
-	defer p.bufs.Put(bp)
-	buf := *bp
-	flush := resp.ContentLength == -1
-	for {
-		n, rerr := resp.Body.Read(buf)
-		if n > 0 {
-			if _, werr := x.W.Write(buf[:n]); werr != nil {
-				return // client gone
-			}
-			if flush {
-				x.W.Flush()
-			}
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			// The upstream failed mid-body. The status is sent; the only honest thing left
-			// is to abort the client's connection so it cannot take a truncated body for
-			// a whole one.
-			x.ErrorCode = codeUpstreamAborted
-			p.g.log.Warn("upstream failed mid-response", "service", p.service.Name, "instance", x.Upstream, "error", rerr, "request_id", x.RequestID)
-			panic(http.ErrAbortHandler)
-		}
+	if !p.streamBody(f, resp.Body, resp.ContentLength == -1) {
+		return
 	}
 	for k, vv := range resp.Trailer {
 		h[k] = vv
 	}
+}
+
+// streamBody copies the upstream's body to the client. Each wait for the upstream is
+// bounded by idle_timeout, each write to the client by client_write_timeout (set by the
+// responseWriter). It returns false when the copy ended early, with x.ErrorCode saying
+// whose fault it was.
+func (p *proxy) streamBody(f *forward, body io.Reader, flush bool) bool {
+	x, clock := f.x, f.clock
+	bp := p.bufs.Get().(*[]byte)
+	defer p.bufs.Put(bp)
+	buf := *bp
+	for {
+		clock.awaitBody()
+		n, rerr := body.Read(buf)
+		clock.bodyArrived()
+		if n > 0 {
+			_, werr := x.W.Write(buf[:n])
+			if werr == nil && flush {
+				werr = x.W.flush()
+			}
+			if werr != nil {
+				x.ErrorCode = codeClientGone
+				if isTimeout(werr) {
+					x.ErrorCode = codeClientWriteTimeout
+				}
+				return false
+			}
+		}
+		if rerr == io.EOF {
+			return true
+		}
+		if rerr != nil {
+			p.upstreamBodyFailed(f, rerr)
+			return false
+		}
+	}
+}
+
+// upstreamBodyFailed handles a body read that failed after the status was sent. The
+// client that left is no one's fault; otherwise the upstream broke off or went silent,
+// and the only honest thing left is to abort the client's connection so it cannot take
+// a truncated body for a whole one.
+func (p *proxy) upstreamBodyFailed(f *forward, err error) {
+	x := f.x
+	switch {
+	case f.clock.idleExpired():
+		x.ErrorCode = codeUpstreamIdle
+		p.g.log.Warn("upstream silent mid-response past idle_timeout", "service", p.service.Name, "instance", x.Upstream, "idle_timeout", p.service.IdleTimeout, "request_id", x.RequestID)
+	case x.R.Context().Err() != nil:
+		x.ErrorCode = codeClientGone
+		return
+	default:
+		x.ErrorCode = codeUpstreamAborted
+		p.g.log.Warn("upstream failed mid-response", "service", p.service.Name, "instance", x.Upstream, "error", err, "request_id", x.RequestID)
+	}
+	panic(http.ErrAbortHandler)
 }
 
 // upgrade splices a switched-protocol connection (WebSocket and friends) to the client.

@@ -16,13 +16,15 @@ import (
 // Service is the runtime form of a `service` block: the instance set its balancer picks
 // from, the pooled transport to its instances, and its timeout and retry policy.
 type Service struct {
-	Name      string
-	Source    string // static | consul
-	Set       *balancer.Set
-	Timeout   time.Duration
-	transport *http.Transport
-	hashKey   bool            // the balancer hashes the client IP (ip_hash)
-	watcher   *consul.Watcher // nil for static services
+	Name    string
+	Source  string // static | consul
+	Set     *balancer.Set
+	Timeout time.Duration // until the response headers (a route may override it)
+	// IdleTimeout bounds each wait for the next piece of a response body.
+	IdleTimeout time.Duration
+	transport   *http.Transport
+	hashKey     bool            // the balancer hashes the client IP (ip_hash)
+	watcher     *consul.Watcher // nil for static services
 
 	upstreamDuration prometheus.Observer
 	retry            retryPolicy

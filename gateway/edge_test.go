@@ -1,0 +1,321 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Exchanges that outlive the route's timeout, clients that read slowly or not at all,
+// upstreams that go silent mid-body: a real gateway between a real client and a real
+// backend. The route timeout ends at the response headers; the body is bounded by the
+// upstream's silence (idle_timeout) and by the client's reading (client_write_timeout),
+// and only the upstream's own faults count against its breaker.
+
+// edgeConfig is one service behind a least_conn balancer with a breaker that opens on two
+// failures and a 300 ms timeout.
+const edgeConfig = `
+gateway {
+  address = "127.0.0.1:0"
+  client_write_timeout = "%s"
+}
+log { format = "json" }
+service "s" {
+  instance { address = env("A") }
+  load_balancer = "least_conn"
+  timeout       = "300ms"
+  idle_timeout  = "%s"
+  circuit_breaker {
+    failure_threshold = 2
+    open_timeout      = "1m"
+  }
+}
+route "s" {
+  path    = "/*"
+  service = "s"
+}
+`
+
+func startEdgeGateway(t *testing.T, b string, clientWrite, idle string) *testGateway {
+	t.Helper()
+	return startGateway(t, fmt.Sprintf(edgeConfig, clientWrite, idle), map[string]string{"A": b})
+}
+
+// instanceOf returns the single instance of the single service.
+func instanceOf(g *testGateway) InstanceInfo { return g.serviceInfo()[0].Instances[0] }
+
+// sseBackend streams n events, one every gap.
+func sseBackend(t *testing.T, n int, gap time.Duration) string {
+	s := backend(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/events" {
+			w.WriteHeader(200)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(200)
+		for i := 0; i < n; i++ {
+			fmt.Fprintf(w, "data: %d\n\n", i)
+			w.(http.Flusher).Flush()
+			select {
+			case <-time.After(gap):
+			case <-r.Context().Done():
+				return
+			}
+		}
+	})
+	return hostOf(s)
+}
+
+func TestSSELongerThanTimeout(t *testing.T) {
+	checkGoroutines(t)
+	g := startEdgeGateway(t, sseBackend(t, 10, 100*time.Millisecond), "5s", "5s")
+	for i := 0; i < 2; i++ {
+		resp, body := get(t, g.URL+"/events")
+		if resp.StatusCode != 200 || strings.Count(body, "data: ") != 10 || !strings.HasSuffix(body, "data: 9\n\n") {
+			t.Fatalf("stream %d: %d, %d events: %q", i, resp.StatusCode, strings.Count(body, "data: "), body)
+		}
+	}
+	if in := instanceOf(g); in.Breaker != "closed" || in.InFlight != 0 {
+		t.Fatalf("after two long streams: breaker %s, in_flight %d", in.Breaker, in.InFlight)
+	}
+	if resp, _ := get(t, g.URL+"/plain"); resp.StatusCode != 200 {
+		t.Fatalf("plain request after the streams: %d", resp.StatusCode)
+	}
+	g.Front.CloseClientConnections()
+}
+
+// A client that reads an SSE stream slowly still gets every event.
+func TestSlowReaderSSE(t *testing.T) {
+	checkGoroutines(t)
+	g := startEdgeGateway(t, sseBackend(t, 6, 50*time.Millisecond), "5s", "5s")
+	resp, err := http.Get(g.URL + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	events := 0
+	for {
+		line, err := br.ReadString('\n')
+		if strings.HasPrefix(line, "data: ") {
+			events++
+			time.Sleep(150 * time.Millisecond) // a slow consumer: the stream outlives the timeout
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("after %d events: %v", events, err)
+		}
+	}
+	if events != 6 {
+		t.Fatalf("%d events", events)
+	}
+	if in := instanceOf(g); in.Breaker != "closed" {
+		t.Fatalf("breaker %s", in.Breaker)
+	}
+	g.Front.CloseClientConnections()
+}
+
+// A client that pauses reading a 48 MiB download for a second gets all of it.
+func TestSlowReaderLargeDownload(t *testing.T) {
+	checkGoroutines(t)
+	const size = 48 << 20
+	chunk := make([]byte, 1<<20)
+	b := backend(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(size))
+		for i := 0; i < size/len(chunk); i++ {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	})
+	g := startEdgeGateway(t, hostOf(b), "5s", "5s")
+	for i := 0; i < 2; i++ {
+		resp, err := http.Get(g.URL + "/big")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := io.CopyN(io.Discard, resp.Body, 1<<20)
+		if err != nil {
+			t.Fatalf("first MiB: %d %v", n, err)
+		}
+		time.Sleep(time.Second) // the reader pauses; the route timeout passes meanwhile
+		m, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil || n+m != size {
+			t.Fatalf("download %d: %d of %d bytes: %v", i, n+m, size, err)
+		}
+	}
+	if in := instanceOf(g); in.Breaker != "closed" || in.InFlight != 0 {
+		t.Fatalf("breaker %s, in_flight %d", in.Breaker, in.InFlight)
+	}
+	g.Front.CloseClientConnections()
+}
+
+// An upstream that goes silent mid-body for longer than idle_timeout is cut off, and
+// that counts against it; the route timeout (longer here) plays no part.
+func TestUpstreamStallsMidBody(t *testing.T) {
+	checkGoroutines(t)
+	b := backend(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "10")
+		_, _ = io.WriteString(w, "hello")
+		w.(http.Flusher).Flush()
+		select { // silent for longer than idle_timeout, then the rest
+		case <-time.After(1500 * time.Millisecond):
+		case <-r.Context().Done():
+			return
+		}
+		_, _ = io.WriteString(w, "world")
+	})
+	g := startGateway(t, strings.Replace(fmt.Sprintf(edgeConfig, "5s", "200ms"), `timeout       = "300ms"`, `timeout       = "10s"`, 1),
+		map[string]string{"A": hostOf(b)})
+	for i := 0; i < 2; i++ {
+		resp, err := http.Get(g.URL + "/x")
+		if err != nil {
+			continue // cut before the buffered head was flushed: as good
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil || string(got) == "helloworld" {
+			t.Fatalf("body %q, err %v: want a cut connection", got, err)
+		}
+	}
+	if in := instanceOf(g); in.Breaker != "open" || in.InFlight != 0 {
+		t.Fatalf("after two stalls past idle_timeout: breaker %s, in_flight %d", in.Breaker, in.InFlight)
+	}
+	mustContain(t, g.AccessLog.String(), `"error":"upstream_idle"`)
+}
+
+// A client that never reads is cut off after client_write_timeout: the handler, the
+// least_conn count and the breaker ticket are all given back, and the breaker stays
+// closed.
+func TestClientStopsReading(t *testing.T) {
+	checkGoroutines(t)
+	done := make(chan struct{})
+	chunk := make([]byte, 64<<10)
+	b := backend(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/endless" {
+			return
+		}
+		for {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+			select {
+			case <-done:
+				return
+			default:
+			}
+		}
+	})
+	defer close(done)
+	g := startEdgeGateway(t, hostOf(b), "300ms", "5s")
+	c, err := net.Dial("tcp", g.Front.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.(*net.TCPConn).SetReadBuffer(4 << 10)
+	if _, err := io.WriteString(c, "GET /endless HTTP/1.1\r\nHost: gw\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the stream to start", func() bool { return instanceOf(g).InFlight == 1 })
+	// The client reads nothing. Within client_write_timeout of the last write that
+	// could not complete, the gateway gives up.
+	eventually(t, 15*time.Second, "in_flight back to 0", func() bool { return instanceOf(g).InFlight == 0 })
+	if in := instanceOf(g); in.Breaker != "closed" {
+		t.Fatalf("breaker %s after a client that stopped reading", in.Breaker)
+	}
+	// The handler gave up on the client, saying why; checkGoroutines proves the
+	// gateway holds nothing more for that connection.
+	eventually(t, 5*time.Second, "the access-log line", func() bool {
+		return strings.Contains(g.AccessLog.String(), `"error":"client_write_timeout"`)
+	})
+	if resp, _ := get(t, g.URL+"/plain"); resp.StatusCode != 200 {
+		t.Fatalf("plain request afterwards: %d", resp.StatusCode)
+	}
+	g.Front.CloseClientConnections()
+}
+
+var _ = context.Background
+
+// 200 uploads that stall, cut off by a 30 ms timeout while other requests reuse the
+// pooled exchanges: the cut-off must only ever touch its own connection (run with -race).
+func TestStalledUploadsRace(t *testing.T) {
+	checkGoroutines(t)
+	b := newCueBackend(t, "a", 200)
+	cfg := `
+log { format = "json" }
+service "s" {
+  instance { address = env("A") }
+  timeout = "30ms"
+}
+route "s" {
+  path    = "/up/*"
+  service = "s"
+}
+service "plain" {
+  instance { address = env("A") }
+  timeout = "10s"
+}
+route "plain" {
+  path    = "/plain"
+  service = "plain"
+}`
+	g := startGateway(t, cfg, map[string]string{"A": hostOf(b.Server)})
+	addr := g.Front.Listener.Addr().String()
+	errc := make(chan error, 2*stalledUploads)
+	for i := 0; i < stalledUploads; i++ {
+		go func() {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				errc <- err
+				return
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+			_, _ = io.WriteString(c, "PUT /up HTTP/1.1\r\nHost: gw\r\nContent-Length: 100\r\n\r\nx")
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				errc <- err
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 504 || !resp.Close {
+				errc <- fmt.Errorf("stalled upload: %d, close %v", resp.StatusCode, resp.Close)
+				return
+			}
+			errc <- nil
+		}()
+		go func() { // plain requests reuse the exchanges the stalled ones give back
+			resp, err := http.Get(g.URL + "/plain")
+			if err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					err = fmt.Errorf("plain request: %d", resp.StatusCode)
+				}
+			}
+			errc <- err
+		}()
+	}
+	for i := 0; i < 2*stalledUploads; i++ {
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
+	}
+	if t.Failed() {
+		t.Logf("access log:\n%s", g.AccessLog.String())
+	}
+	eventually(t, 10*time.Second, "in_flight back to 0", func() bool { return instanceOf(g).InFlight == 0 })
+	g.Front.CloseClientConnections()
+}
+
+var stalledUploads = 200
