@@ -319,3 +319,104 @@ route "plain" {
 }
 
 var stalledUploads = 200
+
+// dropBackend answers GETs with keep-alive and counts every POST it receives, then drops
+// the connection without an answer: the transport sees a reused connection die.
+type dropBackend struct {
+	ln    net.Listener
+	posts chan string
+}
+
+func newDropBackend(t *testing.T) *dropBackend {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &dropBackend{ln: ln, posts: make(chan string, 16)}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go d.serve(c)
+		}
+	}()
+	return d
+}
+
+func (d *dropBackend) serve(c net.Conn) {
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, req.Body)
+		if req.Method == "POST" {
+			d.posts <- req.URL.Path
+			return // dropped without an answer
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	}
+}
+
+// Only the gateway decides replays: a POST that its policy does not retry reaches the
+// upstream once, even with an Idempotency-Key (or an empty X-Idempotency-Key) over a
+// kept-alive connection that the upstream drops — cases Go's transport would replay.
+func TestNoReplayBehindTheGatewaysBack(t *testing.T) {
+	checkGoroutines(t)
+	d := newDropBackend(t)
+	g := startGateway(t, `
+log { format = "json" }
+service "s" {
+  instance { address = env("A") }
+  retry {
+    attempts        = 3
+    idempotency_key = false
+  }
+}
+route "s" {
+  path    = "/*"
+  service = "s"
+}`, map[string]string{"A": d.ln.Addr().String()})
+	for _, tc := range []struct {
+		name, body string
+		hdr        []string
+	}{
+		{"Idempotency-Key with a body", "payload", []string{"Idempotency-Key", "k1"}},
+		{"Idempotency-Key without a body", "", []string{"Idempotency-Key", "k2"}},
+		{"empty X-Idempotency-Key without a body", "", []string{"X-Idempotency-Key", ""}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if resp, _ := get(t, g.URL+"/warm"); resp.StatusCode != 200 { // leaves a kept-alive connection
+				t.Fatalf("warm-up %d", resp.StatusCode)
+			}
+			resp, _ := do(t, "POST", g.URL+"/pay", tc.body, tc.hdr...)
+			if resp.StatusCode != 502 {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			<-d.posts
+			select {
+			case p := <-d.posts:
+				t.Fatalf("the POST reached the upstream twice (%s)", p)
+			case <-time.After(300 * time.Millisecond):
+			}
+		})
+	}
+	g.Front.CloseClientConnections()
+	g.Service("s").transport.CloseIdleConnections()
+}
+
+// The key the transport must not see still reaches the upstream, value intact.
+func TestIdempotencyKeyStillForwarded(t *testing.T) {
+	echo := echoBackend(t, "e")
+	g := startGateway(t, basicConfig, map[string]string{"A": hostOf(echo.Server)})
+	_, body := do(t, "POST", g.URL+"/files/x", "x", "Idempotency-Key", "k1", "X-Idempotency-Key", "k2")
+	h := decodeSeen(t, body).Header
+	if h.Get("Idempotency-Key") != "k1" || h.Get("X-Idempotency-Key") != "k2" {
+		t.Fatalf("upstream saw %v", h)
+	}
+}

@@ -136,17 +136,45 @@ func (p *proxy) prepare(f *forward, x *Exchange, ctx context.Context) {
 		h["User-Agent"] = p.g.hdrEmpty // don't let the transport add Go's
 	}
 	pol := &p.service.retry
+	f.idempotent = retry.Idempotent(r.Method, r.Header, pol.idempotencyKey)
+	replay := pol.configured && f.idempotent
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		f.body = retry.NewBody(r.Body, r.ContentLength, pol.bufferBytes)
+		// Wrapped even when it will not be replayed: the transport closes a failed
+		// attempt's body, and a connection that was never made may still be retried.
+		// Bytes are kept only when the policy could send them again.
+		keep := int64(-1)
+		if replay {
+			keep = pol.bufferBytes
+		}
+		f.body = retry.NewBody(r.Body, r.ContentLength, keep)
 		out.Body, _ = f.body.Rewind()
-		out.GetBody = f.body.GetBody
+		if replay {
+			out.GetBody = f.body.GetBody
+		}
 	} else {
 		out.Body = nil
 	}
+	if !replay {
+		hideIdempotencyKeys(h)
+	}
 	f.out = out
-	f.idempotent = retry.Idempotent(r.Method, r.Header, pol.idempotencyKey)
 	if p.service.hashKey {
 		f.key = x.clientIP()
+	}
+}
+
+// hideIdempotencyKeys keeps Go's transport from replaying a request the gateway's policy
+// does not replay. The transport re-sends, on a kept-alive connection that died, any
+// request without a body (or with GetBody) whose header map has an "Idempotency-Key"
+// or "X-Idempotency-Key" key, whatever its method or value. Under a non-canonical key
+// the header goes upstream unchanged (header names are case-insensitive), but the
+// transport no longer sees it.
+func hideIdempotencyKeys(h http.Header) {
+	for _, k := range [...]string{"Idempotency-Key", "X-Idempotency-Key"} {
+		if v, ok := h[k]; ok {
+			delete(h, k)
+			h[strings.ToLower(k[:2])+k[2:]] = v // "idempotency-Key": not canonical
+		}
 	}
 }
 
