@@ -420,3 +420,47 @@ func TestIdempotencyKeyStillForwarded(t *testing.T) {
 		t.Fatalf("upstream saw %v", h)
 	}
 }
+
+// A token taken from the query string leaves the URL whatever the outcome: it reaches
+// neither the access log (on 401 and 403 too) nor the upstream (also when the client sent
+// a non-Bearer Authorization header).
+func TestQueryTokenLeavesTheURL(t *testing.T) {
+	b := echoBackend(t, "a")
+	src := strings.Replace(authConfig, `forward_claims = { sub = "X-User-Id" }`, `forward_claims = { sub = "X-User-Id" }
+  token_query    = "access_token"`, 1)
+	g := startGateway(t, src, map[string]string{"A": hostOf(b.Server), "SECRET": testSecret})
+	claims := func(roles ...string) map[string]any {
+		return map[string]any{"sub": "alice", "iss": "infinity-x-one", "aud": "api", "exp": time.Now().Unix() + 600, "roles": roles}
+	}
+	reader := hs256(t, testSecret, map[string]any{"alg": "HS256"}, claims("reader"))
+	admin := hs256(t, testSecret, map[string]any{"alg": "HS256"}, claims("admin"))
+	expired := hs256(t, testSecret, map[string]any{"alg": "HS256"}, map[string]any{"sub": "alice", "iss": "infinity-x-one", "aud": "api", "exp": 1000})
+
+	for _, tc := range []struct {
+		name, tok string
+		status    int
+	}{{"403", reader, 403}, {"401", expired, 401}} {
+		t.Run(tc.name, func(t *testing.T) {
+			if resp, _ := get(t, g.URL+"/admin?x=1&access_token="+tc.tok); resp.StatusCode != tc.status {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			g.accessLog.Flush()
+			if strings.Contains(g.AccessLog.String(), tc.tok) {
+				t.Fatal("the token is in the access log")
+			}
+		})
+	}
+	t.Run("non-Bearer Authorization", func(t *testing.T) {
+		resp, body := get(t, g.URL+"/admin?x=1&access_token="+admin, "Authorization", "Basic dXNlcjpwYXNz")
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		if s := decodeSeen(t, body); strings.Contains(s.URI, admin) || !strings.Contains(s.URI, "x=1") {
+			t.Fatalf("upstream saw %q", s.URI)
+		}
+		g.accessLog.Flush()
+		if strings.Contains(g.AccessLog.String(), admin) {
+			t.Fatal("the token is in the access log")
+		}
+	})
+}
