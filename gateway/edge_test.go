@@ -3,11 +3,13 @@ package gateway
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -463,4 +465,123 @@ func TestQueryTokenLeavesTheURL(t *testing.T) {
 			t.Fatal("the token is in the access log")
 		}
 	})
+}
+
+// A 431 closes the connection: a request pipelined behind it is not served.
+func TestHeadersTooLargeClosesTheConnection(t *testing.T) {
+	checkGoroutines(t)
+	echo := echoBackend(t, "a")
+	cfg := strings.Replace(basicConfig, "max_body_bytes = 1024", "max_body_bytes = 1024\n  max_header_bytes = 4096", 1)
+	g := startGateway(t, cfg, map[string]string{"A": hostOf(echo.Server)})
+	c, err := net.Dial("tcp", g.Front.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	big := "GET /hello HTTP/1.1\r\nHost: gw\r\nX-Big: " + strings.Repeat("a", 5000) + "\r\n\r\n"
+	_, _ = io.WriteString(c, big+"GET /hello HTTP/1.1\r\nHost: gw\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 431 || !resp.Close {
+		t.Fatalf("status %d, close %v", resp.StatusCode, resp.Close)
+	}
+	if resp, err := http.ReadResponse(br, nil); err == nil {
+		t.Fatalf("the pipelined request was served: %d", resp.StatusCode)
+	}
+	if n := echo.hits.Load(); n != 0 {
+		t.Fatalf("upstream hit %d times", n)
+	}
+}
+
+// Upgrade requests: h2c anywhere in the list is refused (the request goes on as plain
+// HTTP); a 101 must switch to the protocol asked for, and carries the gateway's headers.
+func TestUpgradeChecks(t *testing.T) {
+	checkGoroutines(t)
+	var answer atomic.Pointer[string]
+	up := backend(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") == "" {
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(seen{Header: r.Header})
+			return
+		}
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + *answer.Load() + "\r\n\r\n")
+		_ = brw.Flush()
+		_, _ = io.Copy(io.Discard, brw) // until the gateway closes
+	})
+	src := `
+log { format = "json" }
+rate_limit "rl" {
+  requests = 100
+  period   = "1m"
+  store    = "memory"
+}
+service "a" {
+  instance { address = env("A") }
+}
+route "ws" {
+  path       = "/ws"
+  service    = "a"
+  rate_limit = "rl"
+  cors {
+    allowed_origins = ["https://app.example.com"]
+  }
+}`
+	g := startGateway(t, src, map[string]string{"A": hostOf(up)})
+	addr := g.Front.Listener.Addr().String()
+	upgrade := func(proto string) (*http.Response, net.Conn) {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		_, _ = io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: gw\r\nOrigin: https://app.example.com\r\nConnection: Upgrade\r\nUpgrade: "+proto+"\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, c
+	}
+
+	t.Run("h2c anywhere in Upgrade is refused", func(t *testing.T) {
+		for _, proto := range []string{"h2c", "websocket, h2c", "foo,H2C"} {
+			resp, c := upgrade(proto)
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+			c.Close()
+			if resp.StatusCode != 200 || strings.Contains(string(body), "Upgrade") {
+				t.Fatalf("Upgrade: %s: %d, upstream saw %s", proto, resp.StatusCode, body)
+			}
+		}
+	})
+	t.Run("a 101 to another protocol is 502", func(t *testing.T) {
+		other := "h2c"
+		answer.Store(&other)
+		resp, c := upgrade("websocket")
+		c.Close()
+		if resp.StatusCode != 502 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	})
+	t.Run("a 101 carries the gateway's headers", func(t *testing.T) {
+		same := "websocket"
+		answer.Store(&same)
+		resp, c := upgrade("websocket")
+		c.Close()
+		if resp.StatusCode != 101 || resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com" ||
+			resp.Header.Get("Ratelimit-Limit") == "" || resp.Header.Get("X-Request-Id") == "" {
+			t.Fatalf("status %d, headers %v", resp.StatusCode, resp.Header)
+		}
+	})
+	g.Front.CloseClientConnections()
 }

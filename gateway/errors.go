@@ -49,6 +49,9 @@ func unauthorized(err error) error { return unauthorizedError{err} }
 // errBadStatus: the upstream answered with a status outside 100–599.
 var errBadStatus = errors.New("upstream sent an invalid status code")
 
+// errBadUpgrade: the upstream switched to a protocol the client did not ask for (502).
+var errBadUpgrade = errors.New("upstream switched to another protocol")
+
 // clientRequestError wraps a failure to read the client's request body (malformed
 // chunking, too large, cut off): the client's fault, answered 400 or 413, never charged to
 // the instance and never retried.

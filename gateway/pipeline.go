@@ -49,7 +49,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// nothing the gateway sets below can then be stripped by a client's Connection list.
 	// Upgrades pass on (DESIGN.md), except h2c: an upstream that accepts it would give
 	// the client an HTTP/2 tunnel past the route's stages ("h2c smuggling").
-	if up := upgradeType(h); up != "" && !strings.HasPrefix(strings.ToLower(strings.TrimSpace(up)), "h2c") {
+	if up := upgradeType(h); up != "" && !hasToken(up, "h2c") {
 		x.upgrade = up
 	}
 	x.teTrailers = h.Get("Te") == "trailers"
@@ -60,8 +60,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.dropProtected(h)
 
 	if max := g.cfg.Gateway.MaxHeaderBytes; max > 0 && headerBytes(r) > max {
+		// The head was read but not believed: the stream is unsure, so the connection
+		// closes after the answer and nothing pipelined behind it is served.
+		x.W.Header()["Connection"] = g.hdrClose
 		x.Fail(ErrHeadersTooLarge)
-		x.W.Header().Set("Connection", "close")
 		return
 	}
 	if g.maxBody > 0 && r.Body != nil && r.Body != http.NoBody {

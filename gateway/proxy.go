@@ -387,7 +387,7 @@ func (p *proxy) finalizeResponse(f *forward, a *attempt) {
 // stopped reading (nobody learnt anything about the instance), else a success.
 func (p *proxy) bodyVerdict(x *Exchange, a *attempt) {
 	switch x.ErrorCode {
-	case codeUpstreamAborted, codeUpstreamIdle:
+	case codeUpstreamAborted, codeUpstreamIdle, codeBadGateway: // bad_gateway: a wrong 101
 		a.br.Done(a.ticket, false)
 	case codeClientGone, codeClientWriteTimeout:
 		a.br.Cancel(a.ticket)
@@ -599,11 +599,25 @@ func (p *proxy) upstreamBodyFailed(f *forward, err error) {
 func (p *proxy) upgrade(x *Exchange, resp *http.Response) {
 	up, ok := resp.Body.(io.ReadWriteCloser)
 	if !ok {
+		resp.Body.Close()
 		x.Fail(errors.New("upgrade: upstream body not writable"))
 		return
 	}
 	defer up.Close()
-	resp.Header["X-Request-Id"] = []string{x.RequestID}
+	// As httputil.ReverseProxy checks it: the upstream may only switch to the protocol
+	// the client asked for.
+	if got := upgradeType(resp.Header); x.upgrade == "" || !printableASCII(got) || !strings.EqualFold(got, x.upgrade) {
+		p.g.log.Warn("upstream switched to a protocol the client did not ask for", "service", p.service.Name, "instance", x.Upstream, "asked", x.upgrade, "got", got, "request_id", x.RequestID)
+		x.Fail(errBadUpgrade)
+		return
+	}
+	// The gateway's own headers (X-Request-Id, CORS, RateLimit-*) win, as on any answer.
+	for k, vv := range x.W.Header() {
+		if k == "Vary" {
+			vv = append(vv[:len(vv):len(vv)], resp.Header[k]...)
+		}
+		resp.Header[k] = vv
+	}
 	rc := http.NewResponseController(x.W)
 	conn, brw, err := rc.Hijack()
 	if err != nil {
@@ -637,6 +651,15 @@ func (p *proxy) upgrade(x *Exchange, resp *http.Response) {
 		errc <- err
 	}()
 	<-errc
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // tried is the balancer filter of one request: instances already tried, those whose
