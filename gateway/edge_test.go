@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/coder/websocket"
 	"io"
 	"net"
 	"net/http"
@@ -584,4 +585,101 @@ route "ws" {
 		}
 	})
 	g.Front.CloseClientConnections()
+}
+
+// SIGTERM with WebSockets open: after the HTTP drain each tunnel gets a close frame 1001
+// (going away) in both directions, its access-log line is written, and Run returns
+// within shutdown_timeout.
+func TestShutdownClosesWebSockets(t *testing.T) {
+	checkGoroutines(t)
+	upstreamClose := make(chan websocket.StatusCode, 4)
+	echo := backend(t, func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		c.SetReadLimit(1 << 20)
+		for {
+			typ, msg, err := c.Read(context.Background())
+			if err != nil {
+				upstreamClose <- websocket.CloseStatus(err)
+				return
+			}
+			if err := c.Write(context.Background(), typ, msg); err != nil {
+				return
+			}
+		}
+	})
+	src := `
+gateway {
+  address          = "127.0.0.1:0"
+  shutdown_timeout = "5s"
+}
+admin { address = "127.0.0.1:0" }
+log { format = "json" }
+service "a" {
+  instance { address = env("A") }
+}
+route "ws" {
+  path    = "/ws/*"
+  service = "a"
+}`
+	g, acc, stop, done := runGateway(t, src, map[string]string{"A": hostOf(echo)})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	const n = 3
+	conns := make([]*websocket.Conn, n)
+	for i := range conns {
+		c, _, err := websocket.Dial(ctx, fmt.Sprintf("ws://%s/ws/%d", g.Addr(), i), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.CloseNow()
+		c.SetReadLimit(1 << 20)
+		// A big message in flight: the close frame must not cut into it.
+		msg := strings.Repeat("x", 200<<10)
+		if err := c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		if _, got, err := c.Read(ctx); err != nil || string(got) != msg {
+			t.Fatalf("echo: %d bytes, %v", len(got), err)
+		}
+		conns[i] = c
+	}
+	start := time.Now()
+	stop() // what SIGTERM does in main
+	for i, c := range conns {
+		_, _, err := c.Read(ctx)
+		if s := websocket.CloseStatus(err); s != websocket.StatusGoingAway {
+			t.Errorf("client %d: %v (status %d), want close 1001", i, err, s)
+		}
+	}
+	for i := 0; i < n; i++ {
+		select {
+		case s := <-upstreamClose:
+			if s != websocket.StatusGoingAway {
+				t.Errorf("upstream saw close %d, want 1001", s)
+			}
+		case <-ctx.Done():
+			t.Fatal("the upstream did not see its connections close")
+		}
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		done <- nil // for the cleanup
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	if took := time.Since(start); took > 5*time.Second+2*time.Second {
+		t.Errorf("shutdown took %v with shutdown_timeout 5s", took)
+	}
+	for i := 0; i < n; i++ {
+		if !strings.Contains(acc.String(), fmt.Sprintf(`"/ws/%d"`, i)) {
+			t.Errorf("no access-log line for tunnel %d:\n%s", i, acc.String())
+		}
+	}
 }

@@ -26,9 +26,10 @@ type Exchange struct {
 	// Claims are the verified token's claims, set by the auth stage for later stages.
 	Claims Claims
 
-	upgrade    string // "websocket" when the client asked to switch to it
-	teTrailers bool   // the client sent "TE: trailers"
-	ipStr      string // ClientIP.String(), made on first use
+	upgrade    string  // "websocket" when the client asked to switch to it
+	tunnel     *tunnel // the upgraded connection, once hijacked
+	teTrailers bool    // the client sent "TE: trailers"
+	ipStr      string  // ClientIP.String(), made on first use
 }
 
 // clientIP returns the client IP as a string, formatted once per request.

@@ -75,6 +75,7 @@ type Gateway struct {
 	// append elsewhere copies instead of writing into it).
 	hdrUpgrade, hdrTrailers, hdrEmpty, hdrHTTP, hdrHTTPS, hdrClose []string
 
+	tunnels  tunnels // upgraded connections, for shutdown
 	draining atomic.Bool
 	started  chan struct{}
 	addr     atomic.Pointer[string]

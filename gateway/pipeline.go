@@ -169,6 +169,9 @@ func (g *Gateway) finish(x *Exchange) {
 	if g.accessLog != nil {
 		g.accessLog.Log(x, end)
 	}
+	if x.tunnel != nil {
+		g.tunnels.done(x.tunnel) // logged: shutdown may go on
+	}
 	x.reset()
 	g.pool.Put(x)
 	if p != nil {

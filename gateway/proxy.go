@@ -637,19 +637,31 @@ func (p *proxy) upgrade(x *Exchange, resp *http.Response) {
 	if err := brw.Flush(); err != nil {
 		return
 	}
+	// Tracked until its access-log line is written: shutdown sends it a close frame and
+	// waits for it (see tunnels).
+	t := p.g.tunnels.add(conn, up, x.upgrade)
+	x.tunnel = t
+	bp1, bp2 := p.bufs.Get().(*[]byte), p.bufs.Get().(*[]byte)
+	defer p.bufs.Put(bp1)
+	defer p.bufs.Put(bp2)
 	errc := make(chan error, 2)
-	go func() { _, err := io.Copy(conn, up); errc <- err }()
+	go func() { errc <- t.toClient.run(up, *bp1) }()
 	go func() {
 		var err error
 		if n := brw.Reader.Buffered(); n > 0 {
 			b, _ := brw.Reader.Peek(n)
-			_, err = up.Write(b)
+			err = t.toUpstream.forward(b)
 		}
 		if err == nil {
-			_, err = io.Copy(up, conn)
+			err = t.toUpstream.run(conn, *bp2)
 		}
 		errc <- err
 	}()
+	<-errc
+	// Both connections close (deferred) and the other pump ends; wait for it, so that
+	// its buffer goes back to the pool unused.
+	conn.Close()
+	up.Close()
 	<-errc
 }
 
