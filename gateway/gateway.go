@@ -114,6 +114,9 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	}()
 	g.pool.New = func() any { return &Exchange{W: &responseWriter{}} }
 	g.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
+	if opts.Now != nil {
+		g.metrics.now = opts.Now
+	}
 	g.metrics.subscribe(g.events)
 	g.subscribeLogs()
 	// The route pipeline, in DESIGN.md's order; the proxy ends every route.
@@ -149,7 +152,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	for i := range cfg.Services {
 		sc := &cfg.Services[i]
 		bs := newBreakers(sc.CircuitBreaker)
-		bopts := balancer.Options{OnRemove: func(e *balancer.Endpoint) { g.metrics.forgetInstance(sc.Name, e.Address) }}
+		var bopts balancer.Options
 		if bs != nil {
 			bs.settings.Now = opts.Now
 			bopts.OnNew = bs.onNew(sc.Name, g.events, sc.Timeout)
@@ -173,6 +176,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 			transport:   newTransport(sc.Transport),
 			hashKey:     sc.LoadBalancer == "ip_hash",
 
+			metrics:          g.metrics,
 			upstreamDuration: g.metrics.upstreamDuration.WithLabelValues(sc.Name),
 		}
 		if sc.Consul != nil {

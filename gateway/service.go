@@ -26,6 +26,7 @@ type Service struct {
 	hashKey     bool            // the balancer hashes the client IP (ip_hash)
 	watcher     *consul.Watcher // nil for static services
 
+	metrics          *Metrics // per-instance series follow the instance list
 	upstreamDuration prometheus.Observer
 	retry            retryPolicy
 	breakers         *breakers // nil: no circuit_breaker block
@@ -56,6 +57,13 @@ func newTransport(t config.Transport) *http.Transport {
 func (s *Service) UpdateInstances(ev *Events, instances []balancer.Instance) {
 	added, removed := s.Set.Update(instances)
 	s.ready.Store(true)
+	if s.metrics != nil {
+		addrs := make([]string, len(instances))
+		for i, in := range instances {
+			addrs[i] = in.Address
+		}
+		s.metrics.instancesNow(s.Name, addrs, s.breakers != nil)
+	}
 	if len(added) == 0 && len(removed) == 0 {
 		return
 	}
