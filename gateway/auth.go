@@ -80,18 +80,24 @@ func (p *authProvider) warm() {
 	}
 }
 
-// moveQueryToken takes a token that came in the query string out of the URL, so it
-// reaches neither the upstream's URL nor the access log; when Authorization is forwarded,
-// the token goes upstream in that header instead.
+// moveQueryToken takes every token parameter out of the query string, whether or not the
+// token is valid and whichever credential was used, so that it reaches neither the
+// upstream's URL nor the access log (a 401 or 403 is logged too). When Authorization is
+// forwarded and the client sent none, the token goes upstream in that header instead.
 func (p *authProvider) moveQueryToken(x *Exchange, tok string) {
+	if x.R.URL.RawQuery == "" {
+		return
+	}
 	q := x.R.URL.Query()
-	if q.Get(p.query) != tok {
-		return // it came from the cookie
+	v, ok := q[p.query]
+	if !ok {
+		return
 	}
 	q.Del(p.query)
 	x.R.URL.RawQuery = q.Encode()
-	if p.keepAuth {
-		x.R.Header.Set("Authorization", "Bearer "+tok)
+	h := x.R.Header
+	if p.keepAuth && tok != "" && len(v) > 0 && v[0] == tok && h.Get("Authorization") == "" {
+		h.Set("Authorization", "Bearer "+tok)
 	}
 }
 
@@ -107,6 +113,9 @@ func (g *Gateway) authStage(rt *Route, next Handler) Handler {
 	realm := rt.Config.JWT
 	return HandlerFunc(func(x *Exchange) {
 		tok, err := jwtauth.FromRequest(x.R, p.cookie, p.query)
+		if p.query != "" {
+			p.moveQueryToken(x, tok)
+		}
 		var claims *jwtauth.Claims
 		if err == nil {
 			claims, err = p.auth.Verify(x.R.Context(), tok)
@@ -118,18 +127,14 @@ func (g *Gateway) authStage(rt *Route, next Handler) Handler {
 			}
 			p.count(reason)
 			x.W.Header().Set("WWW-Authenticate", jwtauth.ChallengeHeader(realm, err))
-			_, desc := jwtauth.Challenge(err)
-			if desc == "" {
-				desc = "a bearer token is required"
-			}
-			x.FailWith(apiError{http.StatusUnauthorized, codeUnauthorized, desc})
+			x.Fail(unauthorized(err))
 			return
 		}
 		x.User = claims.Subject
 		if !claims.HasAnyRole(roles) {
 			p.count("forbidden")
 			x.W.Header().Set("WWW-Authenticate", jwtauth.ChallengeHeader(realm, jwtauth.ErrInsufficientRole))
-			x.FailWith(apiError{http.StatusForbidden, codeForbidden, "the token lacks a required role"})
+			x.Fail(unauthorized(jwtauth.ErrInsufficientRole))
 			return
 		}
 		p.count("ok")
@@ -139,9 +144,6 @@ func (g *Gateway) authStage(rt *Route, next Handler) Handler {
 			if v, ok := claims.Claim(f[0]); ok && !strings.ContainsAny(v, "\r\n\x00") {
 				h[f[1]] = []string{v}
 			}
-		}
-		if p.query != "" && h.Get("Authorization") == "" {
-			p.moveQueryToken(x, tok)
 		}
 		if !p.keepAuth {
 			delete(h, "Authorization")

@@ -7,6 +7,9 @@ import (
 	"net/http"
 	"strconv"
 	"syscall"
+
+	"github.com/infinityxone/gateway/jwtauth"
+	"github.com/infinityxone/gateway/ratelimit"
 )
 
 // Sentinel errors of the proxy core. Later stages add their own; every error that reaches
@@ -24,10 +27,30 @@ var (
 	ErrBodyTooLarge = errors.New("request body too large")
 	// ErrUpstreamTimeout means the upstream exceeded the route's timeout.
 	ErrUpstreamTimeout = errors.New("upstream timeout")
+	// ErrHeadersTooLarge means the request headers exceeded max_header_bytes.
+	ErrHeadersTooLarge = errors.New("request headers too large")
+	// ErrBreakersOpen means every instance of the service has its circuit breaker open.
+	ErrBreakersOpen = errors.New("every instance's circuit breaker is open")
 )
+
+// errInternal: a stage panicked; the client gets a 500.
+var errInternal = errors.New("internal error")
+
+// unauthorizedError wraps why a token was refused (a jwtauth sentinel): 401, or 403 for
+// jwtauth.ErrInsufficientRole.
+type unauthorizedError struct{ err error }
+
+func (e unauthorizedError) Error() string { return e.err.Error() }
+func (e unauthorizedError) Unwrap() error { return e.err }
+
+// unauthorized wraps a token verification failure for statusFor.
+func unauthorized(err error) error { return unauthorizedError{err} }
 
 // errBadStatus: the upstream answered with a status outside 100–599.
 var errBadStatus = errors.New("upstream sent an invalid status code")
+
+// errBadUpgrade: the upstream switched to a protocol the client did not ask for (502).
+var errBadUpgrade = errors.New("upstream switched to another protocol")
 
 // clientRequestError wraps a failure to read the client's request body (malformed
 // chunking, too large, cut off): the client's fault, answered 400 or 413, never charged to
@@ -59,6 +82,10 @@ const (
 	codeTimeout          = "gateway_timeout"
 	codeInternal         = "internal_error"
 	codeUpstreamAborted  = "upstream_aborted"
+	// Access-log codes of exchanges cut short after the status was sent.
+	codeUpstreamIdle       = "upstream_idle"         // upstream silent past idle_timeout
+	codeClientGone         = "client_closed_request" // 499, like nginx
+	codeClientWriteTimeout = "client_write_timeout"  // a write to the client took too long
 )
 
 // statusFor maps an error from any stage to what the client is told.
@@ -73,6 +100,24 @@ func statusFor(err error) apiError {
 		return apiError{http.StatusMethodNotAllowed, codeMethodNotAllowed, "method not allowed on this route"}
 	case errors.Is(err, ErrBodyTooLarge), errors.As(err, &maxBytes):
 		return apiError{http.StatusRequestEntityTooLarge, codeTooLarge, "request body too large"}
+	case errors.Is(err, ErrHeadersTooLarge):
+		return apiError{http.StatusRequestHeaderFieldsTooLarge, codeHeadersTooLarge, "request headers too large"}
+	case errors.Is(err, jwtauth.ErrInsufficientRole):
+		return apiError{http.StatusForbidden, codeForbidden, "the token lacks a required role"}
+	case errors.As(err, &unauthorizedError{}):
+		_, desc := jwtauth.Challenge(err)
+		if desc == "" {
+			desc = "a bearer token is required"
+		}
+		return apiError{http.StatusUnauthorized, codeUnauthorized, desc}
+	case errors.Is(err, ratelimit.ErrLimited):
+		return apiError{http.StatusTooManyRequests, codeRateLimited, "rate limit exceeded"}
+	case errors.Is(err, ratelimit.ErrStoreUnavailable):
+		return apiError{http.StatusServiceUnavailable, codeUnavailable, "rate-limit store unavailable"}
+	case errors.Is(err, ErrBreakersOpen):
+		return apiError{http.StatusServiceUnavailable, codeUnavailable, "every instance's circuit breaker is open"}
+	case errors.Is(err, errInternal):
+		return apiError{http.StatusInternalServerError, codeInternal, "internal error"}
 	case errors.As(err, &clientRequestError{}):
 		return apiError{http.StatusBadRequest, codeBadRequest, "the request body could not be read"}
 	case errors.Is(err, ErrNoInstance):
@@ -85,6 +130,12 @@ func statusFor(err error) apiError {
 		return apiError{http.StatusGatewayTimeout, codeTimeout, "upstream timed out"}
 	}
 	return apiError{http.StatusBadGateway, codeBadGateway, "upstream failed"}
+}
+
+// isTimeout reports whether err is a network timeout (a deadline that passed).
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // dialFailed reports whether err happened before anything was sent upstream:

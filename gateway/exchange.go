@@ -26,9 +26,10 @@ type Exchange struct {
 	// Claims are the verified token's claims, set by the auth stage for later stages.
 	Claims Claims
 
-	upgrade    string // "websocket" when the client asked to switch to it
-	teTrailers bool   // the client sent "TE: trailers"
-	ipStr      string // ClientIP.String(), made on first use
+	upgrade    string  // "websocket" when the client asked to switch to it
+	tunnel     *tunnel // the upgraded connection, once hijacked
+	teTrailers bool    // the client sent "TE: trailers"
+	ipStr      string  // ClientIP.String(), made on first use
 }
 
 // clientIP returns the client IP as a string, formatted once per request.
@@ -50,7 +51,7 @@ func (x *Exchange) Fail(err error) {
 	x.FailWith(statusFor(err))
 }
 
-// FailWith answers with an explicit apiError.
+// FailWith answers with an apiError that statusFor made.
 func (x *Exchange) FailWith(e apiError) {
 	if x.W.wroteHeader {
 		return
@@ -66,12 +67,35 @@ func (x *Exchange) reset() {
 
 // responseWriter records the status and body size for logs and metrics. It passes Flush,
 // Hijack and Unwrap through, so streaming, upgrades and http.ResponseController work.
+//
+// It also bounds every write to the client by writeTimeout (client_write_timeout): a
+// client that stops reading gets its connection cut instead of holding the handler, its
+// buffer and the instance's in-flight count.
 type responseWriter struct {
-	w           http.ResponseWriter
-	status      int
-	written     int64
-	wroteHeader bool
-	hijacked    bool
+	w            http.ResponseWriter
+	status       int
+	written      int64
+	wroteHeader  bool
+	hijacked     bool
+	writeTimeout time.Duration // 0: writes are not bounded
+	writeBy      time.Time     // the write deadline last set on the connection
+}
+
+// extendWriteDeadline gives the next write writeTimeout from now. Setting a deadline
+// updates a runtime timer, so it is renewed only once a sixteenth of the timeout has
+// gone by: a fast stream does not pay it on every write, and every write still gets at
+// least 15/16 of the timeout. The deadline stays on the connection, which is why every
+// response sets its own before its first write.
+func (rw *responseWriter) extendWriteDeadline() {
+	if rw.writeTimeout <= 0 || rw.hijacked {
+		return
+	}
+	now := time.Now()
+	if !rw.writeBy.IsZero() && rw.writeBy.Sub(now) > rw.writeTimeout-rw.writeTimeout/16 {
+		return
+	}
+	rw.writeBy = now.Add(rw.writeTimeout)
+	_ = http.NewResponseController(rw.w).SetWriteDeadline(rw.writeBy)
 }
 
 func (rw *responseWriter) reset(w http.ResponseWriter) {
@@ -90,6 +114,7 @@ func (rw *responseWriter) WriteHeader(code int) {
 	}
 	rw.wroteHeader = true
 	rw.status = code
+	rw.extendWriteDeadline()
 	rw.w.WriteHeader(code)
 }
 
@@ -97,6 +122,7 @@ func (rw *responseWriter) Write(p []byte) (int, error) {
 	if !rw.wroteHeader {
 		rw.WriteHeader(http.StatusOK)
 	}
+	rw.extendWriteDeadline()
 	n, err := rw.w.Write(p)
 	rw.written += int64(n)
 	return n, err
@@ -110,13 +136,17 @@ func (rw *responseWriter) Status() int {
 	return rw.status
 }
 
-func (rw *responseWriter) Flush() {
+func (rw *responseWriter) Flush() { _ = rw.flush() }
+
+// FlushError is Flush with the write's error (http.ResponseController prefers it).
+func (rw *responseWriter) FlushError() error { return rw.flush() }
+
+func (rw *responseWriter) flush() error {
 	if !rw.wroteHeader {
 		rw.WriteHeader(http.StatusOK)
 	}
-	if f, ok := rw.w.(http.Flusher); ok {
-		f.Flush()
-	}
+	rw.extendWriteDeadline()
+	return http.NewResponseController(rw.w).Flush()
 }
 
 func (rw *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {

@@ -76,8 +76,9 @@ type Gateway struct {
 
 	// Constant header values, shared by every request (each slice has cap == len, so an
 	// append elsewhere copies instead of writing into it).
-	hdrUpgrade, hdrTrailers, hdrEmpty, hdrHTTP, hdrHTTPS []string
+	hdrUpgrade, hdrTrailers, hdrEmpty, hdrHTTP, hdrHTTPS, hdrClose []string
 
+	tunnels  tunnels // upgraded connections, for shutdown
 	draining atomic.Bool
 	started  chan struct{}
 	addr     atomic.Pointer[string]
@@ -103,6 +104,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		hdrEmpty:    []string{""},
 		hdrHTTP:     []string{"http"},
 		hdrHTTPS:    []string{"https"},
+		hdrClose:    []string{"close"},
 	}
 	if g.log == nil {
 		g.log = hclog.New(&hclog.LoggerOptions{Name: "gateway", Level: hclog.LevelFromString(cfg.Log.Level), Output: os.Stderr})
@@ -123,6 +125,9 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		Help:        "Always 1; the version label is the running build's version.",
 		ConstLabels: prometheus.Labels{"version": g.version},
 	}, func() float64 { return 1 }))
+	if opts.Now != nil {
+		g.metrics.now = opts.Now
+	}
 	g.metrics.subscribe(g.events)
 	g.subscribeLogs()
 	// The route pipeline, in the order of docs/architecture.md (Request flow); the proxy
@@ -159,7 +164,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	for i := range cfg.Services {
 		sc := &cfg.Services[i]
 		bs := newBreakers(sc.CircuitBreaker)
-		bopts := balancer.Options{OnRemove: func(e *balancer.Endpoint) { g.metrics.forgetInstance(sc.Name, e.Address) }}
+		var bopts balancer.Options
 		if bs != nil {
 			bs.settings.Now = opts.Now
 			bopts.OnNew = bs.onNew(sc.Name, g.events, sc.Timeout)
@@ -173,15 +178,17 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 			return nil, fmt.Errorf("%s: service %q: retry: %w", sc.Pos, sc.Name, err)
 		}
 		s := &Service{
-			breakers:  bs,
-			retry:     pol,
-			Name:      sc.Name,
-			Source:    "static",
-			Set:       set,
-			Timeout:   sc.Timeout,
-			transport: newTransport(sc.Transport),
-			hashKey:   sc.LoadBalancer == "ip_hash",
+			breakers:    bs,
+			retry:       pol,
+			Name:        sc.Name,
+			Source:      "static",
+			Set:         set,
+			Timeout:     sc.Timeout,
+			IdleTimeout: sc.IdleTimeout,
+			transport:   newTransport(sc.Transport),
+			hashKey:     sc.LoadBalancer == "ip_hash",
 
+			metrics:          g.metrics,
 			upstreamDuration: g.metrics.upstreamDuration.WithLabelValues(sc.Name),
 		}
 		if sc.Consul != nil {

@@ -50,6 +50,21 @@ func upgradeType(h http.Header) string {
 	return ""
 }
 
+// hasToken reports whether the comma-separated list v holds token (case-insensitive);
+// a token may carry a version ("h2c/1").
+func hasToken(v, token string) bool {
+	for t := range strings.SplitSeq(v, ",") {
+		t = strings.TrimSpace(t)
+		if i := strings.IndexByte(t, '/'); i >= 0 {
+			t = t[:i]
+		}
+		if strings.EqualFold(t, token) {
+			return true
+		}
+	}
+	return false
+}
+
 // requestIDs makes request ids: a random per-process prefix and a counter. Unique without
 // a syscall or a lock per request.
 type requestIDs struct {

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -26,7 +27,17 @@ type Metrics struct {
 
 	reqCounters cache[reqKey, prometheus.Counter]
 	upCounters  cache[upKey, prometheus.Counter]
+
+	// Per-instance series follow the catalog, not health: see instancesNow.
+	now      func() time.Time
+	seriesMu sync.Mutex
+	live     map[instKey]bool      // instances in their service's list now
+	departed map[instKey]time.Time // out of the list since
+	gone     map[instKey]bool      // series deleted: late increments are dropped
+	anyGone  atomic.Bool           // gone is not empty (the hot path skips the lock)
 }
+
+type instKey struct{ service, instance string }
 
 type reqKey struct {
 	route, method string
@@ -37,7 +48,8 @@ type upKey struct{ service, instance, outcome string }
 
 // NewMetrics creates and registers the core collectors.
 func NewMetrics() *Metrics {
-	m := &Metrics{Registry: prometheus.NewRegistry()}
+	m := &Metrics{Registry: prometheus.NewRegistry(), now: time.Now,
+		live: map[instKey]bool{}, departed: map[instKey]time.Time{}, gone: map[instKey]bool{}}
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gateway_requests_total", Help: "Requests answered, by route, method and status code.",
@@ -89,13 +101,66 @@ func (m *Metrics) upstream(service, instance, outcome string) {
 	k := upKey{service, instance, outcome}
 	c, ok := m.upCounters.get(k)
 	if !ok {
+		if m.isGone(service, instance) {
+			return // a request that outlived its instance's series: not brought back
+		}
 		c = m.upCounters.put(k, m.upstreamRequests.WithLabelValues(service, instance, outcome))
 	}
 	c.Inc()
 }
 
-// forgetInstance drops the series of an instance that left its service, so address
-// churn (Consul) does not grow the metrics without bound.
+// isGone reports whether the instance's series were deleted.
+func (m *Metrics) isGone(service, instance string) bool {
+	if !m.anyGone.Load() {
+		return false
+	}
+	m.seriesMu.Lock()
+	defer m.seriesMu.Unlock()
+	return m.gone[instKey{service, instance}]
+}
+
+// instancesNow is told a service's instance list after each update. Per-instance series
+// (upstream requests, breaker state and transitions) are kept while an instance is out
+// of the list for less than seriesRetention: Consul lists passing instances only, so a
+// check going critical looks like a departure, and deleting the series then would lose
+// every increment since the last scrape and restart the counters from 0. An instance
+// still out after seriesRetention has left the catalog for good; its series are deleted
+// then, on a later update, so address churn does not grow the metrics without bound.
+// An instance that comes back with a fresh breaker has its breaker gauge reset to closed.
+func (m *Metrics) instancesNow(service string, addrs []string, breakers bool) {
+	m.seriesMu.Lock()
+	defer m.seriesMu.Unlock()
+	now := m.now()
+	seen := make(map[string]bool, len(addrs))
+	for _, a := range addrs {
+		k := instKey{service, a}
+		seen[a] = true
+		if !m.live[k] {
+			m.live[k] = true
+			if _, was := m.departed[k]; was && breakers {
+				m.breakerState.WithLabelValues(service, a).Set(0)
+			}
+			delete(m.departed, k)
+			delete(m.gone, k)
+		}
+	}
+	for k := range m.live {
+		if k.service == service && !seen[k.instance] {
+			delete(m.live, k)
+			m.departed[k] = now
+		}
+	}
+	for k, since := range m.departed {
+		if k.service == service && now.Sub(since) >= seriesRetention {
+			delete(m.departed, k)
+			m.gone[k] = true
+			m.forgetInstance(k.service, k.instance)
+		}
+	}
+	m.anyGone.Store(len(m.gone) > 0)
+}
+
+// forgetInstance drops the series of an instance that left its service for good.
 func (m *Metrics) forgetInstance(service, instance string) {
 	l := prometheus.Labels{"service": service, "instance": instance}
 	m.upstreamRequests.DeletePartialMatch(l)
@@ -111,6 +176,9 @@ func (m *Metrics) subscribe(ev *Events) {
 		case InstanceSetChanged:
 			m.instances.WithLabelValues(e.Service).Set(float64(e.Healthy))
 		case BreakerStateChanged:
+			if m.isGone(e.Service, e.Instance) {
+				return // a late verdict on an instance that left for good
+			}
 			m.breakerState.WithLabelValues(e.Service, e.Instance).Set(breakerGauge(e.To))
 			m.breakerTrans.WithLabelValues(e.Service, e.Instance, e.To).Inc()
 		}
@@ -194,3 +262,7 @@ func lenOf[K comparable, V any](m *map[K]V) int {
 	}
 	return len(*m)
 }
+
+// seriesRetention is how long an instance must stay out of its service's list before
+// its per-instance series are deleted.
+const seriesRetention = 10 * time.Minute

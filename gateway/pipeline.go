@@ -31,6 +31,7 @@ type Stage func(rt *Route, next Handler) Handler
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x := g.pool.Get().(*Exchange)
 	x.W.reset(w)
+	x.W.writeTimeout = g.cfg.Gateway.ClientWriteTimeout
 	x.R = r
 	x.Start = time.Now()
 	defer g.finish(x)
@@ -48,7 +49,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// nothing the gateway sets below can then be stripped by a client's Connection list.
 	// Upgrades pass on (docs/architecture.md), except h2c: an upstream that accepts it would give
 	// the client an HTTP/2 tunnel past the route's stages ("h2c smuggling").
-	if up := upgradeType(h); up != "" && !strings.HasPrefix(strings.ToLower(strings.TrimSpace(up)), "h2c") {
+	if up := upgradeType(h); up != "" && !hasToken(up, "h2c") {
 		x.upgrade = up
 	}
 	x.teTrailers = h.Get("Te") == "trailers"
@@ -59,8 +60,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.dropProtected(h)
 
 	if max := g.cfg.Gateway.MaxHeaderBytes; max > 0 && headerBytes(r) > max {
-		x.FailWith(apiError{http.StatusRequestHeaderFieldsTooLarge, codeHeadersTooLarge, "request headers too large"})
-		x.W.Header().Set("Connection", "close")
+		// The head was read but not believed: the stream is unsure, so the connection
+		// closes after the answer and nothing pipelined behind it is served.
+		x.W.Header()["Connection"] = g.hdrClose
+		x.Fail(ErrHeadersTooLarge)
 		return
 	}
 	if g.maxBody > 0 && r.Body != nil && r.Body != http.NoBody {
@@ -150,7 +153,7 @@ func (g *Gateway) finish(x *Exchange) {
 		err := fmt.Errorf("panic: %v", p)
 		g.log.Error("panic while serving a request", "error", err, "request_id", x.RequestID, "stack", string(debug.Stack()))
 		if !x.W.wroteHeader && !x.W.hijacked {
-			x.FailWith(apiError{http.StatusInternalServerError, codeInternal, "internal error"})
+			x.Fail(errInternal)
 			p = nil // answered: the connection lives on
 		} else {
 			p = http.ErrAbortHandler
@@ -165,6 +168,9 @@ func (g *Gateway) finish(x *Exchange) {
 	g.metrics.request(route, x.R.Method, x.W.Status())
 	if g.accessLog != nil {
 		g.accessLog.Log(x, end)
+	}
+	if x.tunnel != nil {
+		g.tunnels.done(x.tunnel) // logged: shutdown may go on
 	}
 	x.reset()
 	g.pool.Put(x)

@@ -20,6 +20,10 @@ import (
 // and streams the answer back. Modelled on net/http/httputil.ReverseProxy, but it knows
 // the exchange (client IP for ip_hash, the instances already tried) without putting
 // anything into the request's context.
+//
+// The work is split the way Caddy's reverse proxy splits it: Serve runs the loop,
+// tryInstance is one attempt (send, classify, record), retryTarget decides whether and
+// where the next attempt goes, and finalizeResponse streams the accepted answer.
 type proxy struct {
 	g       *Gateway
 	route   *Route
@@ -29,18 +33,93 @@ type proxy struct {
 	bufs    *sync.Pool
 }
 
-// Serve forwards x upstream.
-func (p *proxy) Serve(x *Exchange) {
-	r := x.R
-	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
-	defer cancel()
+// forward is one exchange's state across its attempts.
+type forward struct {
+	x          *Exchange
+	ctx        context.Context // the upstream request's context
+	clock      *upstreamClock  // timeout until the headers, then idle_timeout
+	out        *http.Request
+	url        url.URL
+	body       *retry.Body // nil: no request body
+	idempotent bool
+	key        string // balancer key (client IP for ip_hash)
+	skip       tried
+}
 
+// attempt is one try on one instance and what came of it.
+type attempt struct {
+	ep     *balancer.Endpoint
+	br     *breaker.Breaker // nil: the service has no breaker
+	ticket breaker.Ticket
+	resp   *http.Response
+	err    error
+	fault  fault
+}
+
+// fault says whose fault a failed attempt was; it decides the breaker verdict, the
+// metric outcome and whether the attempt may be retried.
+type fault uint8
+
+const (
+	faultNone     fault = iota // an answer arrived
+	faultClient                // the client's body failed: never the instance's
+	faultGone                  // the client went away: nobody learnt anything
+	faultTimeout               // the route's timeout passed before the headers
+	faultUpstream              // the instance failed (refused, reset, garbage)
+)
+
+// Serve forwards x upstream: one attempt per tryInstance call until an answer is
+// accepted or the retry policy says stop, then finalizeResponse streams it back.
+func (p *proxy) Serve(x *Exchange) {
+	ctx, cancel := context.WithCancelCause(x.R.Context())
+	defer cancel(nil)
+	var f forward
+	f.clock = newUpstreamClock(p.timeout, p.service.IdleTimeout, cancel)
+	defer f.clock.stop()
+	p.prepare(&f, x, ctx)
+	if f.body != nil {
+		// A client that stalls its upload must not hold the upstream past the timeout:
+		// the transport waits for its body reader, so the read is cut off too. The
+		// server's own writer, not the pooled wrapper: see upstreamClock.
+		f.clock.cutUploadOf(x.W.w)
+	}
+	pol := &p.service.retry
+	if pol.configured {
+		pol.budget.Request()
+	}
+	a := attempt{}
+	a.ep, a.br, a.ticket = p.pick(f.key, &f.skip, false)
+	if a.ep == nil {
+		p.closeIfUploadUnread(&f)
+		p.noInstance(x)
+		return
+	}
+	for n := 1; ; n++ {
+		p.tryInstance(&f, &a, n)
+		next, ok := p.retryTarget(&f, &a, n)
+		if !ok {
+			break
+		}
+		a = next
+	}
+	if a.err != nil {
+		p.failExchange(&f, &a)
+		return
+	}
+	p.finalizeResponse(&f, &a)
+}
+
+// prepare builds the outgoing request: the normalised path, the gateway's own hop
+// headers, and the body wrapped so that an attempt can be replayed.
+func (p *proxy) prepare(f *forward, x *Exchange, ctx context.Context) {
+	r := x.R
+	f.x, f.ctx = x, ctx
 	out := r.WithContext(ctx)
 	out.RequestURI = ""
 	out.Close = false
 	// The normalised path goes upstream as written (Opaque keeps its escapes exactly).
-	u := url.URL{Scheme: "http", Opaque: p.upstreamPath(x.Path), RawQuery: r.URL.RawQuery}
-	out.URL = &u
+	f.url = url.URL{Scheme: "http", Opaque: p.upstreamPath(x.Path), RawQuery: r.URL.RawQuery}
+	out.URL = &f.url
 	out.Host = r.Host
 
 	// Hop-by-hop headers were removed at the front, before the gateway set its own; only
@@ -56,176 +135,265 @@ func (p *proxy) Serve(x *Exchange) {
 	if _, ok := h["User-Agent"]; !ok {
 		h["User-Agent"] = p.g.hdrEmpty // don't let the transport add Go's
 	}
-
-	svc := p.service
-	pol := &svc.retry
-	var body *retry.Body
+	pol := &p.service.retry
+	f.idempotent = retry.Idempotent(r.Method, r.Header, pol.idempotencyKey)
+	replay := pol.configured && f.idempotent
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		body = retry.NewBody(r.Body, r.ContentLength, pol.bufferBytes)
-		out.Body, _ = body.Rewind()
-		out.GetBody = body.GetBody
-		// A client that stalls its upload must not hold the upstream past the timeout:
-		// the transport waits for its body reader, so the read is cut off too.
-		stop := context.AfterFunc(ctx, func() {
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				_ = http.NewResponseController(x.W).SetReadDeadline(time.Now())
-			}
-		})
-		defer stop()
+		// Wrapped even when it will not be replayed: the transport closes a failed
+		// attempt's body, and a connection that was never made may still be retried.
+		// Bytes are kept only when the policy could send them again.
+		keep := int64(-1)
+		if replay {
+			keep = pol.bufferBytes
+		}
+		f.body = retry.NewBody(r.Body, r.ContentLength, keep)
+		out.Body, _ = f.body.Rewind()
+		if replay {
+			out.GetBody = f.body.GetBody
+		}
 	} else {
 		out.Body = nil
 	}
-	idempotent := retry.Idempotent(r.Method, r.Header, pol.idempotencyKey)
-	if pol.configured {
-		pol.budget.Request()
+	if !replay {
+		hideIdempotencyKeys(h)
 	}
-	key := ""
-	if svc.hashKey {
-		key = x.clientIP()
+	f.out = out
+	if p.service.hashKey {
+		f.key = x.clientIP()
 	}
+}
 
-	var skip tried
-	ep, br, ticket := p.pick(key, &skip, false)
-	if ep == nil {
-		p.noInstance(x)
+// hideIdempotencyKeys keeps Go's transport from replaying a request the gateway's policy
+// does not replay. The transport re-sends, on a kept-alive connection that died, any
+// request without a body (or with GetBody) whose header map has an "Idempotency-Key"
+// or "X-Idempotency-Key" key, whatever its method or value. Under a non-canonical key
+// the header goes upstream unchanged (header names are case-insensitive), but the
+// transport no longer sees it.
+func hideIdempotencyKeys(h http.Header) {
+	for _, k := range [...]string{"Idempotency-Key", "X-Idempotency-Key"} {
+		if v, ok := h[k]; ok {
+			delete(h, k)
+			h[strings.ToLower(k[:2])+k[2:]] = v // "idempotency-Key": not canonical
+		}
+	}
+}
+
+// tryInstance sends the request to a.ep once, then classifies the outcome, gives the
+// breaker its verdict and counts the attempt.
+func (p *proxy) tryInstance(f *forward, a *attempt, n int) {
+	x, svc := f.x, p.service
+	x.Attempts = n
+	x.Upstream = a.ep.Address
+	f.url.Host = a.ep.Address
+	f.skip.add(a.ep)
+	a.ep.Acquire()
+	start := time.Now()
+	a.resp, a.err = svc.transport.RoundTrip(f.out)
+	svc.upstreamDuration.Observe(time.Since(start).Seconds())
+	if a.err == nil && (a.resp.StatusCode < 100 || a.resp.StatusCode > 599) {
+		a.resp.Body.Close()
+		a.resp, a.err = nil, errBadStatus
+	}
+	a.fault = p.blame(f, a)
+	p.breakerVerdict(a)
+	p.countAttempt(a)
+	if a.err != nil {
+		a.ep.Release()
+	}
+	switch a.fault {
+	case faultClient:
+		// A stalled upload cut off by the route's timeout is still a 504; anything
+		// else wrong with the body is the client's 400 (or 413).
+		if f.clock.timedOut() {
+			a.err = ErrUpstreamTimeout
+		} else {
+			a.err = clientRequestError{a.err}
+		}
+	case faultTimeout:
+		a.err = ErrUpstreamTimeout // a timeout is never retried
+	}
+}
+
+// blame decides whose fault the attempt's outcome was.
+func (p *proxy) blame(f *forward, a *attempt) fault {
+	if a.err == nil {
+		return faultNone
+	}
+	if f.body != nil {
+		if err := f.body.SourceErr(); err != nil {
+			a.err = err
+			return faultClient
+		}
+	}
+	if f.clock.timedOut() {
+		if f.body != nil && f.body.Waiting() {
+			return faultClient // the upload stalled: the gateway was waiting for the client
+		}
+		return faultTimeout
+	}
+	if f.x.R.Context().Err() != nil {
+		return faultGone
+	}
+	return faultUpstream
+}
+
+// breakerVerdict tells the instance's breaker what the attempt showed. An answer that
+// looks fine gets its verdict only once its body has streamed (finalizeResponse), so an
+// instance that dies mid-body is not a success.
+func (p *proxy) breakerVerdict(a *attempt) {
+	if a.br == nil {
 		return
 	}
-	var (
-		resp *http.Response
-		err  error
-		// pending is the breaker verdict of an answer that looked fine: it is given only
-		// once its body has streamed, so an instance that dies mid-body is not a success.
-		pending *breaker.Breaker
-	)
-	for attempt := 1; ; attempt++ {
-		x.Attempts = attempt
-		x.Upstream = ep.Address
-		u.Host = ep.Address
-		skip.add(ep)
-		ep.Acquire()
-		start := time.Now()
-		resp, err = svc.transport.RoundTrip(out)
-		svc.upstreamDuration.Observe(time.Since(start).Seconds())
-		if err == nil && (resp.StatusCode < 100 || resp.StatusCode > 599) {
-			resp.Body.Close()
-			resp, err = nil, errBadStatus
+	switch a.fault {
+	case faultClient, faultGone:
+		a.br.Cancel(a.ticket) // nobody learnt anything about the instance
+		a.br = nil
+	case faultTimeout, faultUpstream:
+		a.br.Done(a.ticket, false)
+		a.br = nil
+	default:
+		if p.service.breakers.failure(a.resp.StatusCode) {
+			a.br.Done(a.ticket, false)
+			a.br = nil
 		}
-		timedOut := err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded)
-		clientGone := r.Context().Err() != nil
-		var clientErr error
-		if body != nil && err != nil {
-			clientErr = body.SourceErr() // the client's body failed: not the instance's fault
-		}
-		if br != nil {
-			switch {
-			case clientErr != nil || clientGone && !timedOut:
-				br.Cancel(ticket) // nobody learnt anything about the instance
-			case err != nil:
-				br.Done(ticket, false)
-			case svc.breakers.failure(resp.StatusCode):
-				br.Done(ticket, false)
-			default:
-				pending = br
-			}
-		}
-		switch {
-		case clientErr != nil:
-			p.g.metrics.upstream(svc.Name, ep.Address, "client_error")
-		case timedOut:
-			p.g.metrics.upstream(svc.Name, ep.Address, "timeout")
-		case err != nil:
-			p.g.metrics.upstream(svc.Name, ep.Address, "error")
-		default:
-			p.g.metrics.upstream(svc.Name, ep.Address, outcomeOf(resp.StatusCode))
-		}
-		if err != nil {
-			ep.Release()
-		}
-		if clientErr != nil {
-			// A stalled upload cut off by the route's timeout is still a 504; anything
-			// else wrong with the body is the client's 400 (or 413).
-			err = clientRequestError{clientErr}
-			if timedOut {
-				err = ErrUpstreamTimeout
-			}
-			break
-		}
-		if timedOut {
-			err = ErrUpstreamTimeout // a timeout is never retried
-			break
-		}
-		if clientGone || attempt >= pol.attempts || !p.mayRetry(resp, err, body, idempotent) {
-			break
-		}
-		var wait time.Duration
-		if pol.configured {
-			wait = retry.Backoff(attempt, pol.backoff, pol.maxBackoff, nil)
-		}
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= wait {
-			break // never past the route's timeout
-		}
-		next, nbr, nticket := p.pick(key, &skip, true)
-		if next == nil {
-			break
-		}
-		var rb io.ReadCloser
-		if body != nil {
-			var ok bool
-			if rb, ok = body.Rewind(); !ok {
-				cancelTicket(nbr, nticket)
-				break
-			}
-		}
-		if pol.configured && !pol.budget.TryRetry() {
-			cancelTicket(nbr, nticket)
-			break
-		}
-		// Committed to the retry: the answer in hand is discarded.
-		if rb != nil {
-			out.Body = rb
-		}
-		if resp != nil {
-			resp.Body.Close()
-			ep.Release()
-			resp = nil
-		}
-		if pending != nil {
-			pending.Done(ticket, true)
-			pending = nil
-		}
-		pol.retries.Inc()
-		if p.g.log.IsDebug() {
-			p.g.log.Debug("retrying", "service", svc.Name, "instance", ep.Address, "next", next.Address, "error", err, "request_id", x.RequestID)
-		}
-		if wait > 0 && !sleepCtx(ctx, wait) {
-			cancelTicket(nbr, nticket)
-			err = ErrUpstreamTimeout
-			if r.Context().Err() != nil {
-				err = r.Context().Err()
-			}
-			break
-		}
-		ep, br, ticket = next, nbr, nticket
 	}
-	if err != nil {
-		var ce clientRequestError
-		if r.Context().Err() != nil && !errors.Is(err, ErrUpstreamTimeout) && !errors.As(err, &ce) {
-			// The client went away; nobody reads the answer. 499 in logs, like nginx.
-			x.W.status = 499
-			x.ErrorCode = "client_closed_request"
-			return
+}
+
+// countAttempt records the attempt's outcome in gateway_upstream_requests_total.
+func (p *proxy) countAttempt(a *attempt) {
+	outcome := "error"
+	switch a.fault {
+	case faultClient:
+		outcome = "client_error"
+	case faultTimeout:
+		outcome = "timeout"
+	case faultNone:
+		outcome = outcomeOf(a.resp.StatusCode)
+	}
+	p.g.metrics.upstream(p.service.Name, a.ep.Address, outcome)
+}
+
+// retryTarget decides whether the attempt a is followed by another, and if so on which
+// instance. Once it commits to a retry the answer in hand is discarded.
+func (p *proxy) retryTarget(f *forward, a *attempt, n int) (attempt, bool) {
+	pol := &p.service.retry
+	if a.fault == faultClient || a.fault == faultTimeout || f.x.R.Context().Err() != nil ||
+		n >= pol.attempts || !p.mayRetry(a.resp, a.err, f.body, f.idempotent) {
+		return attempt{}, false
+	}
+	var wait time.Duration
+	if pol.configured {
+		wait = retry.Backoff(n, pol.backoff, pol.maxBackoff, nil)
+	}
+	if f.clock.remaining() <= wait {
+		return attempt{}, false // never past the route's timeout
+	}
+	var next attempt
+	next.ep, next.br, next.ticket = p.pick(f.key, &f.skip, true)
+	if next.ep == nil {
+		return attempt{}, false
+	}
+	var rb io.ReadCloser
+	if f.body != nil {
+		var ok bool
+		if rb, ok = f.body.Rewind(); !ok {
+			cancelTicket(next.br, next.ticket)
+			return attempt{}, false
 		}
-		if !errors.As(err, &ce) && !errors.Is(err, ErrUpstreamTimeout) {
-			p.g.log.Warn("upstream request failed", "service", svc.Name, "instance", x.Upstream, "attempts", x.Attempts, "error", err, "request_id", x.RequestID)
+	}
+	if pol.configured && !pol.budget.TryRetry() {
+		cancelTicket(next.br, next.ticket)
+		return attempt{}, false
+	}
+	// Committed to the retry: the answer in hand is discarded.
+	if rb != nil {
+		f.out.Body = rb
+	}
+	if a.resp != nil {
+		a.resp.Body.Close()
+		a.ep.Release()
+		a.resp = nil
+	}
+	if a.br != nil {
+		a.br.Done(a.ticket, true)
+	}
+	pol.retries.Inc()
+	if p.g.log.IsDebug() {
+		p.g.log.Debug("retrying", "service", p.service.Name, "instance", a.ep.Address, "next", next.ep.Address, "error", a.err, "request_id", f.x.RequestID)
+	}
+	if wait > 0 && !sleepCtx(f.ctx, wait) {
+		cancelTicket(next.br, next.ticket)
+		a.err = ErrUpstreamTimeout
+		if err := f.x.R.Context().Err(); err != nil {
+			a.err = err
 		}
-		x.Fail(err)
+		return attempt{}, false
+	}
+	return next, true
+}
+
+// failExchange answers an exchange whose last attempt failed.
+func (p *proxy) failExchange(f *forward, a *attempt) {
+	x, err := f.x, a.err
+	var ce clientRequestError
+	isClient := errors.As(err, &ce)
+	isTimeout := errors.Is(err, ErrUpstreamTimeout)
+	if x.R.Context().Err() != nil && !isTimeout && !isClient {
+		// The client went away; nobody reads the answer. 499 in logs, like nginx.
+		x.W.status = 499
+		x.ErrorCode = codeClientGone
 		return
 	}
-	defer ep.Release()
-	if pending != nil {
-		defer func() { pending.Done(ticket, x.ErrorCode != codeUpstreamAborted) }()
+	p.closeIfUploadUnread(f)
+	if !isClient && !isTimeout {
+		p.g.log.Warn("upstream request failed", "service", p.service.Name, "instance", x.Upstream, "attempts", x.Attempts, "error", err, "request_id", x.RequestID)
 	}
-	p.respond(x, resp)
+	x.Fail(err)
+}
+
+// closeIfUploadUnread marks the answer `Connection: close` when the client's body was
+// not read to its end. Otherwise net/http reads the rest before sending the answer, and
+// a client that stalls its upload would hold the connection and its handler with no
+// limit; the stream is unsure anyway.
+func (p *proxy) closeIfUploadUnread(f *forward) {
+	if f.body != nil && !f.body.Drained() {
+		f.x.W.Header()["Connection"] = p.g.hdrClose
+	}
+}
+
+// finalizeResponse streams the accepted answer to the client, then releases the
+// instance and gives its breaker the pending verdict.
+func (p *proxy) finalizeResponse(f *forward, a *attempt) {
+	x := f.x
+	defer a.ep.Release()
+	if !f.clock.startBody() {
+		// The timeout passed just as the headers arrived: the answer is too late.
+		a.resp.Body.Close()
+		if a.br != nil {
+			a.br.Done(a.ticket, false)
+		}
+		x.Fail(ErrUpstreamTimeout)
+		return
+	}
+	if a.br != nil {
+		defer func() { p.bodyVerdict(x, a) }()
+	}
+	p.closeIfUploadUnread(f)
+	p.respond(f, a.resp)
+}
+
+// bodyVerdict gives the breaker its verdict on an answer once its body has streamed:
+// a failure when the upstream broke off or went silent, nothing when the client left or
+// stopped reading (nobody learnt anything about the instance), else a success.
+func (p *proxy) bodyVerdict(x *Exchange, a *attempt) {
+	switch x.ErrorCode {
+	case codeUpstreamAborted, codeUpstreamIdle, codeBadGateway: // bad_gateway: a wrong 101
+		a.br.Done(a.ticket, false)
+	case codeClientGone, codeClientWriteTimeout:
+		a.br.Cancel(a.ticket)
+	default:
+		a.br.Done(a.ticket, true)
+	}
 }
 
 func cancelTicket(b *breaker.Breaker, t breaker.Ticket) {
@@ -288,7 +456,7 @@ func (p *proxy) noInstance(x *Exchange) {
 	}
 	if p.service.breakers != nil && p.service.Set.Len() > 0 {
 		x.W.Header().Set("Retry-After", strconv.Itoa(retryAfterOpen(p.service.Set, p.service.breakers.settings.Now)))
-		x.FailWith(apiError{http.StatusServiceUnavailable, codeUnavailable, "every instance's circuit breaker is open"})
+		x.Fail(ErrBreakersOpen)
 		return
 	}
 	x.Fail(ErrNoInstance)
@@ -344,7 +512,8 @@ func (p *proxy) upstreamPath(path string) string {
 }
 
 // respond copies the upstream's answer to the client, streaming the body.
-func (p *proxy) respond(x *Exchange, resp *http.Response) {
+func (p *proxy) respond(f *forward, resp *http.Response) {
+	x := f.x
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		p.upgrade(x, resp)
 		return
@@ -362,46 +531,93 @@ func (p *proxy) respond(x *Exchange, resp *http.Response) {
 	}
 	x.W.WriteHeader(resp.StatusCode)
 
-	bp := p.bufs.Get().(*[]byte)
-	defer p.bufs.Put(bp)
-	buf := *bp
-	flush := resp.ContentLength == -1
-	for {
-		n, rerr := resp.Body.Read(buf)
-		if n > 0 {
-			if _, werr := x.W.Write(buf[:n]); werr != nil {
-				return // client gone
-			}
-			if flush {
-				x.W.Flush()
-			}
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			// The upstream failed mid-body. The status is sent; the only honest thing left
-			// is to abort the client's connection so it cannot take a truncated body for
-			// a whole one.
-			x.ErrorCode = codeUpstreamAborted
-			p.g.log.Warn("upstream failed mid-response", "service", p.service.Name, "instance", x.Upstream, "error", rerr, "request_id", x.RequestID)
-			panic(http.ErrAbortHandler)
-		}
+	if !p.streamBody(f, resp.Body, resp.ContentLength == -1) {
+		return
 	}
 	for k, vv := range resp.Trailer {
 		h[k] = vv
 	}
 }
 
+// streamBody copies the upstream's body to the client. Each wait for the upstream is
+// bounded by idle_timeout, each write to the client by client_write_timeout (set by the
+// responseWriter). It returns false when the copy ended early, with x.ErrorCode saying
+// whose fault it was.
+func (p *proxy) streamBody(f *forward, body io.Reader, flush bool) bool {
+	x, clock := f.x, f.clock
+	bp := p.bufs.Get().(*[]byte)
+	defer p.bufs.Put(bp)
+	buf := *bp
+	for {
+		clock.awaitBody()
+		n, rerr := body.Read(buf)
+		clock.bodyArrived()
+		if n > 0 {
+			_, werr := x.W.Write(buf[:n])
+			if werr == nil && flush {
+				werr = x.W.flush()
+			}
+			if werr != nil {
+				x.ErrorCode = codeClientGone
+				if isTimeout(werr) {
+					x.ErrorCode = codeClientWriteTimeout
+				}
+				return false
+			}
+		}
+		if rerr == io.EOF {
+			return true
+		}
+		if rerr != nil {
+			p.upstreamBodyFailed(f, rerr)
+			return false
+		}
+	}
+}
+
+// upstreamBodyFailed handles a body read that failed after the status was sent. The
+// client that left is no one's fault; otherwise the upstream broke off or went silent,
+// and the only honest thing left is to abort the client's connection so it cannot take
+// a truncated body for a whole one.
+func (p *proxy) upstreamBodyFailed(f *forward, err error) {
+	x := f.x
+	switch {
+	case f.clock.idleExpired():
+		x.ErrorCode = codeUpstreamIdle
+		p.g.log.Warn("upstream silent mid-response past idle_timeout", "service", p.service.Name, "instance", x.Upstream, "idle_timeout", p.service.IdleTimeout, "request_id", x.RequestID)
+	case x.R.Context().Err() != nil:
+		x.ErrorCode = codeClientGone
+		return
+	default:
+		x.ErrorCode = codeUpstreamAborted
+		p.g.log.Warn("upstream failed mid-response", "service", p.service.Name, "instance", x.Upstream, "error", err, "request_id", x.RequestID)
+	}
+	panic(http.ErrAbortHandler)
+}
+
 // upgrade splices a switched-protocol connection (WebSocket and friends) to the client.
 func (p *proxy) upgrade(x *Exchange, resp *http.Response) {
 	up, ok := resp.Body.(io.ReadWriteCloser)
 	if !ok {
+		resp.Body.Close()
 		x.Fail(errors.New("upgrade: upstream body not writable"))
 		return
 	}
 	defer up.Close()
-	resp.Header["X-Request-Id"] = []string{x.RequestID}
+	// As httputil.ReverseProxy checks it: the upstream may only switch to the protocol
+	// the client asked for.
+	if got := upgradeType(resp.Header); x.upgrade == "" || !printableASCII(got) || !strings.EqualFold(got, x.upgrade) {
+		p.g.log.Warn("upstream switched to a protocol the client did not ask for", "service", p.service.Name, "instance", x.Upstream, "asked", x.upgrade, "got", got, "request_id", x.RequestID)
+		x.Fail(errBadUpgrade)
+		return
+	}
+	// The gateway's own headers (X-Request-Id, CORS, RateLimit-*) win, as on any answer.
+	for k, vv := range x.W.Header() {
+		if k == "Vary" {
+			vv = append(vv[:len(vv):len(vv)], resp.Header[k]...)
+		}
+		resp.Header[k] = vv
+	}
 	rc := http.NewResponseController(x.W)
 	conn, brw, err := rc.Hijack()
 	if err != nil {
@@ -421,20 +637,41 @@ func (p *proxy) upgrade(x *Exchange, resp *http.Response) {
 	if err := brw.Flush(); err != nil {
 		return
 	}
+	// Tracked until its access-log line is written: shutdown sends it a close frame and
+	// waits for it (see tunnels).
+	t := p.g.tunnels.add(conn, up, x.upgrade)
+	x.tunnel = t
+	bp1, bp2 := p.bufs.Get().(*[]byte), p.bufs.Get().(*[]byte)
+	defer p.bufs.Put(bp1)
+	defer p.bufs.Put(bp2)
 	errc := make(chan error, 2)
-	go func() { _, err := io.Copy(conn, up); errc <- err }()
+	go func() { errc <- t.toClient.run(up, *bp1) }()
 	go func() {
 		var err error
 		if n := brw.Reader.Buffered(); n > 0 {
 			b, _ := brw.Reader.Peek(n)
-			_, err = up.Write(b)
+			err = t.toUpstream.forward(b)
 		}
 		if err == nil {
-			_, err = io.Copy(up, conn)
+			err = t.toUpstream.run(conn, *bp2)
 		}
 		errc <- err
 	}()
 	<-errc
+	// Both connections close (deferred) and the other pump ends; wait for it, so that
+	// its buffer goes back to the pool unused.
+	conn.Close()
+	up.Close()
+	<-errc
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // tried is the balancer filter of one request: instances already tried, those whose

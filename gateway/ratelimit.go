@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -212,11 +211,7 @@ func (g *Gateway) rateLimitStage(rt *Route, next Handler) Handler {
 				x.W.status, x.ErrorCode = 499, "client_closed_request" // nobody is listening
 				return
 			}
-			if errors.Is(err, ratelimit.ErrStoreUnavailable) {
-				x.FailWith(apiError{http.StatusServiceUnavailable, codeUnavailable, "rate-limit store unavailable"})
-				return
-			}
-			x.Fail(err)
+			x.Fail(err) // ratelimit.ErrStoreUnavailable is 503
 			return
 		}
 		if !res.Degraded || res.Remaining > 0 || !res.Allowed {
@@ -228,7 +223,7 @@ func (g *Gateway) rateLimitStage(rt *Route, next Handler) Handler {
 			} else {
 				h["Retry-After"] = []string{strconv.Itoa(ceilSeconds(res.RetryAfter, 1))}
 			}
-			x.FailWith(apiError{http.StatusTooManyRequests, codeRateLimited, "rate limit exceeded"})
+			x.Fail(ratelimit.ErrLimited)
 			return
 		}
 		next.Serve(x)

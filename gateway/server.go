@@ -94,6 +94,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 	} else {
 		g.log.Info("drained")
 	}
+	// Shutdown neither waits for nor closes upgraded connections: they get a close
+	// frame each way, and whatever is open at the deadline is closed. Each is logged.
+	if n, forced := g.tunnels.shutdown(sctx); n > 0 {
+		g.log.Info("upgraded connections closed", "count", n, "closed_at_deadline", forced)
+	}
 	actx, acancel := context.WithTimeout(context.Background(), time.Second)
 	defer acancel()
 	_ = admin.Shutdown(actx)

@@ -16,14 +16,17 @@ import (
 // Service is the runtime form of a `service` block: the instance set its balancer picks
 // from, the pooled transport to its instances, and its timeout and retry policy.
 type Service struct {
-	Name      string
-	Source    string // static | consul
-	Set       *balancer.Set
-	Timeout   time.Duration
-	transport *http.Transport
-	hashKey   bool            // the balancer hashes the client IP (ip_hash)
-	watcher   *consul.Watcher // nil for static services
+	Name    string
+	Source  string // static | consul
+	Set     *balancer.Set
+	Timeout time.Duration // until the response headers (a route may override it)
+	// IdleTimeout bounds each wait for the next piece of a response body.
+	IdleTimeout time.Duration
+	transport   *http.Transport
+	hashKey     bool            // the balancer hashes the client IP (ip_hash)
+	watcher     *consul.Watcher // nil for static services
 
+	metrics          *Metrics // per-instance series follow the instance list
 	upstreamDuration prometheus.Observer
 	retry            retryPolicy
 	breakers         *breakers // nil: no circuit_breaker block
@@ -54,6 +57,13 @@ func newTransport(t config.Transport) *http.Transport {
 func (s *Service) UpdateInstances(ev *Events, instances []balancer.Instance) {
 	added, removed := s.Set.Update(instances)
 	s.ready.Store(true)
+	if s.metrics != nil {
+		addrs := make([]string, len(instances))
+		for i, in := range instances {
+			addrs[i] = in.Address
+		}
+		s.metrics.instancesNow(s.Name, addrs, s.breakers != nil)
+	}
 	if len(added) == 0 && len(removed) == 0 {
 		return
 	}

@@ -53,7 +53,7 @@ func parseOptions(args []string) (options, error) {
 	fs.StringVar(&o.out, "o", "", "also write the Markdown report to this file")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (configs, logs, access log)")
 	targets := fs.String("targets", "all", "comma-separated targets or groups to measure: "+targetKeys()+
-		"; groups all, core (direct, floor, gateway log off/on), features (plain gateway, JWT, breaker+retry, Redis limit). "+
+		"; groups all, core (direct, floor, gateway log off/on), features (plain gateway, JWT, breaker+retry, Redis limit, full pipeline). "+
 		"The floor is always measured, and gateway-log-off with any feature row")
 	if err := fs.Parse(args); err != nil {
 		return o, err

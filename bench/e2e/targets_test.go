@@ -10,7 +10,7 @@ import (
 )
 
 func TestSelectTargets(t *testing.T) {
-	all := []string{"direct", "floor", "gateway-log-off", "gateway-log-on", "gateway-jwt", "gateway-breaker-retry", "gateway-redis-limit"}
+	all := []string{"direct", "floor", "gateway-log-off", "gateway-log-on", "gateway-jwt", "gateway-breaker-retry", "gateway-redis-limit", "gateway-full"}
 	tests := []struct {
 		in      string
 		want    []string
@@ -18,7 +18,7 @@ func TestSelectTargets(t *testing.T) {
 	}{
 		{"all", all, false},
 		{"core", []string{"direct", "floor", "gateway-log-off", "gateway-log-on"}, false},
-		{"features", []string{"floor", "gateway-log-off", "gateway-jwt", "gateway-breaker-retry", "gateway-redis-limit"}, false},
+		{"features", []string{"floor", "gateway-log-off", "gateway-jwt", "gateway-breaker-retry", "gateway-redis-limit", "gateway-full"}, false},
 		// The floor always; the plain gateway with any feature row; report order kept.
 		{"gateway-jwt", []string{"floor", "gateway-log-off", "gateway-jwt"}, false},
 		{"gateway-redis-limit, direct", []string{"direct", "floor", "gateway-log-off", "gateway-redis-limit"}, false},

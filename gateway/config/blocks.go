@@ -139,7 +139,7 @@ func (d *decoder) gateway(blk *hclsyntax.Block) (Gateway, *loc) {
 	g := defaultGateway()
 	b := d.open(blk.Body, rangePos(blk.TypeRange), "gateway", schema{
 		attrs: []string{"address", "shutdown_timeout", "read_header_timeout", "idle_timeout",
-			"max_header_bytes", "max_body_bytes", "trusted_proxies"},
+			"client_write_timeout", "max_header_bytes", "max_body_bytes", "trusted_proxies"},
 		blocks: []string{"tls"},
 	})
 	g.Pos = b.loc.block
@@ -147,6 +147,7 @@ func (d *decoder) gateway(blk *hclsyntax.Block) (Gateway, *loc) {
 	b.duration("shutdown_timeout", &g.ShutdownTimeout)
 	b.duration("read_header_timeout", &g.ReadHeaderTimeout)
 	b.duration("idle_timeout", &g.IdleTimeout)
+	b.duration("client_write_timeout", &g.ClientWriteTimeout)
 	b.integer("max_header_bytes", &g.MaxHeaderBytes)
 	b.int64("max_body_bytes", &g.MaxBodyBytes)
 	var proxies []string
@@ -297,13 +298,14 @@ func (d *decoder) rateLimit(blk *hclsyntax.Block, name string) (RateLimit, *loc)
 func (d *decoder) service(blk *hclsyntax.Block, name string) (Service, *loc) {
 	s := defaultService()
 	b := d.open(blk.Body, rangePos(blk.TypeRange), fmt.Sprintf("service %q", name), schema{
-		attrs:  []string{"load_balancer", "timeout"},
+		attrs:  []string{"load_balancer", "timeout", "idle_timeout"},
 		blocks: []string{"consul", "instance", "retry", "circuit_breaker", "transport"},
 		many:   []string{"instance"},
 	})
 	s.Pos, s.Name = b.loc.block, name
 	b.str("load_balancer", &s.LoadBalancer)
 	b.duration("timeout", &s.Timeout)
+	b.duration("idle_timeout", &s.IdleTimeout)
 	if c := b.block("consul"); c != nil {
 		cb := d.nested(b, c, "consul", schema{attrs: []string{"name", "tags", "stale", "cached"}})
 		v := ServiceConsul{Pos: cb.loc.block, Name: name}

@@ -361,7 +361,7 @@ func TestDesignExample(t *testing.T) {
 	want := &Config{
 		Gateway: Gateway{
 			Pos: at(1, 1), Address: "0.0.0.0:18080", ShutdownTimeout: 30 * time.Second,
-			ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+			ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, ClientWriteTimeout: 30 * time.Second,
 			MaxHeaderBytes: 65536, MaxBodyBytes: 10485760,
 			TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
 			TLS:            &TLS{Pos: at(9, 3), CertFile: "cert.pem", KeyFile: "key.pem", MinVersion: tls.VersionTLS12},
@@ -384,7 +384,7 @@ func TestDesignExample(t *testing.T) {
 		Services: []Service{{
 			Pos: at(70, 1), Name: "users",
 			Consul:       &ServiceConsul{Pos: at(71, 3), Name: "users", Tags: []string{"v1"}},
-			LoadBalancer: "round_robin", Timeout: 10 * time.Second,
+			LoadBalancer: "round_robin", Timeout: 10 * time.Second, IdleTimeout: time.Minute,
 			Retry: &Retry{Pos: at(84, 3), Attempts: 3, Backoff: 50 * time.Millisecond, MaxBackoff: time.Second,
 				BudgetRatio: 0.2, BudgetWindow: 10 * time.Second, BudgetMin: 10, BufferBytes: 64 << 10},
 			CircuitBreaker: &CircuitBreaker{Pos: at(93, 3), FailureThreshold: 5, OpenTimeout: 30 * time.Second,
@@ -503,7 +503,7 @@ route "keyed" {
 			Key: "header:x-api-key", KeyKind: "header", KeyName: "X-Api-Key", Store: "redis", OnStoreError: "allow", ExpectedReplicas: 1},
 	})
 	equal(t, "service", cfg.Services, []Service{{
-		Pos: at(31, 1), Name: "api", LoadBalancer: "weighted", Timeout: 30 * time.Second,
+		Pos: at(31, 1), Name: "api", LoadBalancer: "weighted", Timeout: 30 * time.Second, IdleTimeout: time.Minute,
 		Instances: []Instance{{Pos: at(33, 3), Address: "127.0.0.1:9001", Weight: 3}, {Pos: at(37, 3), Address: "[::1]:9002", Weight: 1}},
 		Transport: Transport{Pos: at(40, 3), MaxIdleConnsPerHost: 32, MaxConnsPerHost: 100, DialTimeout: time.Second},
 		Retry: &Retry{Pos: at(46, 3), Attempts: 2, Backoff: 50 * time.Millisecond, MaxBackoff: time.Second,
@@ -526,7 +526,7 @@ func TestDefaults(t *testing.T) {
 	t.Run("no optional blocks", func(t *testing.T) {
 		cfg := mustParse(t, tail, nil)
 		equal(t, "gateway", cfg.Gateway, Gateway{Address: "0.0.0.0:8080", ShutdownTimeout: 30 * time.Second,
-			ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 65536, MaxBodyBytes: 10 << 20})
+			ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, ClientWriteTimeout: 30 * time.Second, MaxHeaderBytes: 65536, MaxBodyBytes: 10 << 20})
 		equal(t, "admin", cfg.Admin, Admin{Address: "127.0.0.1:9901"})
 		equal(t, "log", cfg.Log, Log{Level: "info", Format: "json", AccessLog: true,
 			RedactHeaders: []string{"Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie", "X-Api-Key"}})
@@ -534,7 +534,7 @@ func TestDefaults(t *testing.T) {
 			t.Errorf("absent blocks decoded: %+v", cfg)
 		}
 		s := cfg.Services[0]
-		equal(t, "service", s, Service{Pos: Pos{"t.hcl", 2, 1}, Name: "base", LoadBalancer: "round_robin", Timeout: 30 * time.Second,
+		equal(t, "service", s, Service{Pos: Pos{"t.hcl", 2, 1}, Name: "base", LoadBalancer: "round_robin", Timeout: 30 * time.Second, IdleTimeout: time.Minute,
 			Instances: []Instance{{Pos: Pos{"t.hcl", 3, 3}, Address: "127.0.0.1:9000", Weight: 1}},
 			Transport: Transport{MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, DialTimeout: 5 * time.Second}})
 		equal(t, "route", cfg.Routes[0], Route{Pos: Pos{"t.hcl", 7, 1}, Name: "base", Path: "/base", Service: "base"})
@@ -588,7 +588,7 @@ route "r" {
 			RolesClaim: "roles", ForwardAuthorization: true})
 		equal(t, "rate limit", cfg.RateLimits[0], RateLimit{Pos: at(18, 1), Name: "r", Algorithm: "token_bucket", Requests: 7,
 			Period: time.Minute, Burst: 7, Key: "client_ip", KeyKind: "client_ip", Store: "redis", OnStoreError: "allow", ExpectedReplicas: 1})
-		equal(t, "service", cfg.Services[0], Service{Pos: at(22, 1), Name: "s", LoadBalancer: "round_robin", Timeout: 30 * time.Second,
+		equal(t, "service", cfg.Services[0], Service{Pos: at(22, 1), Name: "s", LoadBalancer: "round_robin", Timeout: 30 * time.Second, IdleTimeout: time.Minute,
 			Consul: &ServiceConsul{Pos: at(23, 3), Name: "s"},
 			Retry: &Retry{Pos: at(24, 3), Attempts: 3, Backoff: 50 * time.Millisecond, MaxBackoff: time.Second, BudgetRatio: 0.2,
 				BudgetWindow: 10 * time.Second, BudgetMin: 10, BufferBytes: 64 << 10},

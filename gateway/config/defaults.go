@@ -24,12 +24,13 @@ func DefaultRedactHeaders() []string {
 
 func defaultGateway() Gateway {
 	return Gateway{
-		Address:           DefaultGatewayAddress,
-		ShutdownTimeout:   30 * time.Second,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		MaxBodyBytes:      10 << 20,
+		Address:            DefaultGatewayAddress,
+		ShutdownTimeout:    30 * time.Second,
+		ReadHeaderTimeout:  10 * time.Second,
+		IdleTimeout:        120 * time.Second,
+		ClientWriteTimeout: 30 * time.Second,
+		MaxHeaderBytes:     64 << 10,
+		MaxBodyBytes:       10 << 20,
 	}
 }
 
@@ -61,7 +62,7 @@ func defaultRateLimit() RateLimit {
 }
 
 func defaultService() Service {
-	return Service{LoadBalancer: "round_robin", Timeout: 30 * time.Second, Transport: defaultTransport()}
+	return Service{LoadBalancer: "round_robin", Timeout: 30 * time.Second, IdleTimeout: 60 * time.Second, Transport: defaultTransport()}
 }
 
 func defaultInstance() Instance { return Instance{Weight: 1} }

@@ -68,11 +68,14 @@ type Gateway struct {
 	Address           string        // default "0.0.0.0:8080"
 	ShutdownTimeout   time.Duration // default 30s
 	ReadHeaderTimeout time.Duration // default 10s
-	IdleTimeout       time.Duration // default 120s
-	MaxHeaderBytes    int           // default 65536
-	MaxBodyBytes      int64         // default 10 MiB; 0 = unlimited
-	TrustedProxies    []netip.Prefix
-	TLS               *TLS // nil: plain HTTP
+	IdleTimeout       time.Duration // default 120s: keep-alive idle of client connections
+	// ClientWriteTimeout bounds one write to a client: a client that stops reading is cut
+	// off after it. Default 30s.
+	ClientWriteTimeout time.Duration
+	MaxHeaderBytes     int   // default 65536
+	MaxBodyBytes       int64 // default 10 MiB; 0 = unlimited
+	TrustedProxies     []netip.Prefix
+	TLS                *TLS // nil: plain HTTP
 }
 
 // TLS is the listener's certificate.
@@ -164,13 +167,16 @@ type RateLimit struct {
 
 // Service is a `service "name"` block.
 type Service struct {
-	Pos            Pos
-	Name           string
-	Consul         *ServiceConsul // nil: static instances
-	Instances      []Instance
-	LoadBalancer   string        // round_robin | least_conn | random | ip_hash | weighted
-	Timeout        time.Duration // default 30s
-	Retry          *Retry        // nil: connect failures retried once (docs/configuration.md)
+	Pos          Pos
+	Name         string
+	Consul       *ServiceConsul // nil: static instances
+	Instances    []Instance
+	LoadBalancer string        // round_robin | least_conn | random | ip_hash | weighted
+	Timeout      time.Duration // default 30s: until the response headers arrive
+	// IdleTimeout is the longest silence of the upstream while a response body streams;
+	// then the exchange is cut and counted against the instance. Default 60s.
+	IdleTimeout    time.Duration
+	Retry          *Retry // nil: connect failures retried once (docs/configuration.md)
 	CircuitBreaker *CircuitBreaker
 	Transport      Transport
 }

@@ -140,6 +140,7 @@ func (v *validator) gateway(g *Gateway, l *loc) {
 	v.positive(l, "shutdown_timeout", int64(g.ShutdownTimeout))
 	v.positive(l, "read_header_timeout", int64(g.ReadHeaderTimeout))
 	v.positive(l, "idle_timeout", int64(g.IdleTimeout))
+	v.positive(l, "client_write_timeout", int64(g.ClientWriteTimeout))
 	v.positive(l, "max_header_bytes", int64(g.MaxHeaderBytes))
 	if g.MaxBodyBytes < 0 {
 		v.errorf(l, "max_body_bytes", "max_body_bytes must not be negative (0 means unlimited)")
@@ -360,6 +361,7 @@ func parseKey(key string) (kind, name string, ok bool) {
 func (v *validator) service(s *Service, l *loc) {
 	v.enum(l, "load_balancer", s.LoadBalancer, loadBalancers)
 	v.positive(l, "timeout", int64(s.Timeout))
+	v.positive(l, "idle_timeout", int64(s.IdleTimeout))
 	switch {
 	case s.Consul != nil && len(s.Instances) > 0:
 		il := l.sub("instance#0")

@@ -131,6 +131,22 @@ func (b *Body) SourceErr() error {
 	return b.srcErr
 }
 
+// Drained reports whether the source was read to its end (io.EOF).
+func (b *Body) Drained() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.srcErr == io.EOF
+}
+
+// Waiting reports whether an attempt is blocked reading the source right now: the
+// upload is waiting for the client, not for the upstream to take bytes. A timeout that
+// passes while it is true is the client's stalled upload, not the instance's fault.
+func (b *Body) Waiting() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.reading
+}
+
 // Buffered returns how many bytes are kept for replay.
 func (b *Body) Buffered() int {
 	b.mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -473,5 +474,26 @@ func BenchmarkBodySmallReplay(b *testing.B) {
 				}
 			}
 		}
+	}
+}
+
+func TestBodyWaiting(t *testing.T) {
+	pr, pw := io.Pipe()
+	b := NewBody(pr, -1, 0)
+	rd, _ := b.Rewind()
+	if b.Waiting() {
+		t.Fatal("waiting before any read")
+	}
+	got := make(chan error, 1)
+	go func() { _, err := rd.Read(make([]byte, 4)); got <- err }()
+	for !b.Waiting() {
+		runtime.Gosched()
+	}
+	_, _ = pw.Write([]byte("ab"))
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	if b.Waiting() {
+		t.Fatal("still waiting after the read returned")
 	}
 }
