@@ -7,7 +7,7 @@ package router
 //   - a percent-escape of an unreserved character (ALPHA DIGIT - . _ ~) is decoded:
 //     %41 is A, %2e%2e is "..";
 //   - every other percent-escape is kept, its hex upper-cased (%2f becomes %2F); an
-//     encoded slash therefore never splits a segment;
+//     encoded slash therefore never splits a segment (but see dot segments below);
 //   - a byte that may not appear in a path (space, non-ASCII, " < > \ ^ ` { | } …) is
 //     percent-encoded, as url.URL.EscapedPath does;
 //   - empty segments (repeated slashes) and "." segments are removed, ".." removes the
@@ -15,9 +15,19 @@ package router
 //     ending in "." or ".." ends with a slash ("/a/b/.." is "/a/");
 //   - the empty path is "/".
 //
-// ok is false when the path climbs above "/" ("/a/../.."), holds a malformed escape
-// ("%zz", "%4") or does not start with a slash (including the "*" of "OPTIONS *"); the
-// gateway answers 400 then.
+// Dot segments hidden from that rule count as dot segments, because a backend that
+// decodes the path before cleaning it would read them as such: a piece of a segment
+// between encoded slashes or backslashes (%2F, %5C, or a raw '\') that is "." or "..",
+// and a "." or ".." followed by parameters (";x", "%3Bx", which servlet containers
+// strip). A segment holding one is split at its encoded separators into real segments
+// and the dot segments among them are applied, parameters dropped:
+// "/api/users/..%2f..%2fapi%2fme" is "/api/me", "/a/..;x/b" is "/b". A segment
+// without hidden dot segments keeps its encoded slashes ("/a%2Fb" stays one segment).
+// So the upstream never receives a segment a decoding backend would read as "..".
+//
+// ok is false when the path climbs above "/" ("/a/../..", "/a/..%2f..%2f.."), holds a
+// malformed escape ("%zz", "%4") or does not start with a slash (including the "*" of
+// "OPTIONS *"); the gateway answers 400 then.
 //
 // A path that is already normal, the common case, is returned as is without
 // allocating. Normalize(Normalize(p)) == Normalize(p).
@@ -37,30 +47,106 @@ func Normalize(p string) (clean string, ok bool) {
 // isNormal reports whether p (starting with '/') is already in the form Normalize
 // produces.
 func isNormal(p string) bool {
-	seg := 1 // start of the current segment
+	seg := 1   // start of the current segment
+	piece := 1 // start of the current piece: the segment, or a part after an encoded separator
+	core := -1 // end of the piece's core, where its parameters start; -1: none yet
 	for i := 1; i < len(p); i++ {
 		c := p[i]
 		switch {
 		case c == '/':
-			if s := p[seg:i]; s == "" || s == "." || s == ".." {
+			if i == seg || isDotCore(p, piece, core, i) {
 				return false
 			}
-			seg = i + 1
+			seg, piece, core = i+1, i+1, -1
 		case c == '%':
 			if i+2 >= len(p) {
 				return false
 			}
 			hi, lo := p[i+1], p[i+2]
-			if !isUpperHex(hi) || !isUpperHex(lo) || isUnreserved(unhex(hi)<<4|unhex(lo)) {
+			if !isUpperHex(hi) || !isUpperHex(lo) {
 				return false
 			}
+			switch b := unhex(hi)<<4 | unhex(lo); {
+			case isUnreserved(b):
+				return false
+			case b == '/' || b == '\\':
+				if isDotCore(p, piece, core, i) {
+					return false
+				}
+				piece, core = i+3, -1
+			case b == ';' && core < 0:
+				core = i
+			}
 			i += 2
+		case c == ';':
+			if core < 0 {
+				core = i
+			}
 		case !isPchar(c):
 			return false
 		}
 	}
-	s := p[seg:]
-	return s != "." && s != ".."
+	return !isDotCore(p, piece, core, len(p))
+}
+
+// isDotCore reports whether the piece p[start:end], without its parameters from core
+// (when core >= 0), is "." or "..".
+func isDotCore(p string, start, core, end int) bool {
+	if core >= 0 {
+		end = core
+	}
+	switch end - start {
+	case 1:
+		return p[start] == '.'
+	case 2:
+		return p[start] == '.' && p[start+1] == '.'
+	}
+	return false
+}
+
+// dotPiece returns 1 for a "." piece, 2 for a ".." piece (parameters ignored), else 0.
+// piece is canonical: escapes upper-case, unreserved characters decoded.
+func dotPiece(piece []byte) int {
+	end := len(piece)
+	for i := 0; i < len(piece); i++ {
+		if piece[i] == ';' || piece[i] == '%' && i+2 < len(piece) && piece[i+1] == '3' && piece[i+2] == 'B' {
+			end = i
+			break
+		}
+	}
+	switch {
+	case end == 1 && piece[0] == '.':
+		return 1
+	case end == 2 && piece[0] == '.' && piece[1] == '.':
+		return 2
+	}
+	return 0
+}
+
+// nextSeparator returns the index in the canonical segment seg of the first encoded
+// slash or backslash (%2F, %5C) at or after from, or len(seg).
+func nextSeparator(seg []byte, from int) int {
+	for i := from; i+2 < len(seg); i++ {
+		if seg[i] == '%' && (seg[i+1] == '2' && seg[i+2] == 'F' || seg[i+1] == '5' && seg[i+2] == 'C') {
+			return i
+		}
+	}
+	return len(seg)
+}
+
+// hidesDot reports whether the canonical segment seg is a dot segment or holds one
+// between encoded separators or before parameters (see Normalize).
+func hidesDot(seg []byte) bool {
+	for from := 0; ; {
+		end := nextSeparator(seg, from)
+		if dotPiece(seg[from:end]) > 0 {
+			return true
+		}
+		if end == len(seg) {
+			return false
+		}
+		from = end + 3
+	}
 }
 
 // normalizeSlow builds the normal form of p, which starts with '/'.
@@ -79,21 +165,16 @@ func normalizeSlow(p string) (string, bool) {
 		if !ok {
 			return "", false
 		}
-		switch s := buf[start+1:]; {
-		case len(s) == 0, len(s) == 1 && s[0] == '.':
+		switch seg := buf[start+1:]; {
+		case len(seg) == 0:
 			buf = buf[:start]
 			trailing = true
-		case len(s) == 2 && s[0] == '.' && s[1] == '.':
-			buf = buf[:start]
-			if len(buf) == 0 {
+		case hidesDot(seg):
+			if buf, ok = splitDots(buf, start); !ok {
 				return "", false // climbs above "/"
 			}
-			k := len(buf) - 1
-			for buf[k] != '/' {
-				k--
-			}
-			buf = buf[:k]
-			trailing = true
+			trailing = len(buf) == 0 || buf[len(buf)-1] == '/'
+			buf = bytesTrimSlash(buf)
 		default:
 			trailing = false
 		}
@@ -103,6 +184,55 @@ func normalizeSlow(p string) (string, bool) {
 		buf = append(buf, '/')
 	}
 	return string(buf), true
+}
+
+// splitDots rewrites the canonical segment written at buf[start:] ("/" then the
+// segment) as real segments, one per piece between encoded separators, applying the
+// dot pieces to what precedes them. It works in place: what it writes never overtakes
+// what it still has to read. A result ending in '/' means the last piece was a dot or
+// empty piece (the path keeps a trailing slash). ok is false when a ".." climbs above
+// "/".
+func splitDots(buf []byte, start int) (out []byte, ok bool) {
+	end := len(buf)
+	w := start // next write position
+	last := false
+	for r := start + 1; !last; {
+		q := nextSeparator(buf[:end], r)
+		last = q == end
+		piece := buf[r:q]
+		switch dotPiece(piece) {
+		case 0:
+			if len(piece) == 0 {
+				break
+			}
+			buf[w] = '/'
+			w += 1 + copy(buf[w+1:], piece)
+			if last {
+				return buf[:w], true
+			}
+		case 2:
+			if w == 0 {
+				return nil, false
+			}
+			k := w - 1
+			for buf[k] != '/' {
+				k--
+			}
+			w = k
+		}
+		r = q + 3
+	}
+	// The last piece was a dot or empty: the path ends with a slash.
+	buf = buf[:w]
+	return append(buf, '/'), true
+}
+
+// bytesTrimSlash drops one trailing '/' that splitDots added to mark a trailing slash.
+func bytesTrimSlash(b []byte) []byte {
+	if n := len(b); n > 0 && b[n-1] == '/' {
+		return b[:n-1]
+	}
+	return b
 }
 
 // appendSegment appends the canonical form of one path segment (no '/' in it) to buf.

@@ -45,7 +45,8 @@ type segment struct {
 //   - a static segment is matched literally after both sides are normalised as
 //     Normalize does ("/café" and "/caf%C3%A9" are the same pattern); "." and ".."
 //     segments and empty segments are refused, a trailing slash is allowed and
-//     significant ("/a/" does not match "/a");
+//     significant ("/a/" does not match "/a"); so are segments that normalisation
+//     treats as dot segments ("%2e%2e", "..%2Fx", "..;x");
 //   - ":name" matches one non-empty segment; name is [A-Za-z_][A-Za-z0-9_]*; a ':'
 //     later in a segment is literal ("/v1/things:batchGet");
 //   - "*" or "*name", only as the last segment, matches the rest of the path, even
@@ -109,11 +110,10 @@ func parsePattern(p string) (segs []segment, static bool, err error) {
 			if !ok {
 				return nil, false, bad(fmt.Sprintf("segment %q: malformed percent-escape", s))
 			}
-			c := string(b)
-			if c == "." || c == ".." {
+			if hidesDot(b) {
 				return nil, false, bad(fmt.Sprintf("segment %q: dot segments never survive normalisation", s))
 			}
-			segs = append(segs, segment{kind: segStatic, text: c})
+			segs = append(segs, segment{kind: segStatic, text: string(b)})
 		}
 	}
 	return segs, static, nil
