@@ -13,6 +13,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/infinityxone/gateway/gateway/config"
 )
 
 // Host precedence through the real pipeline: for the same method and path, a route
@@ -362,4 +366,42 @@ route "public" {
 			{"GET", "/API/public/docs", 404},
 		})
 	})
+}
+
+// A route table New refuses (only a config that skipped validation gets there) is
+// reported with the route's name and position, not an index.
+func TestNewNamesTheRoute(t *testing.T) {
+	b, _ := pathBackend(t)
+	src := `
+gateway { address = "127.0.0.1:0" }
+log { access_log = false }
+service "s" {
+  instance {
+    address = env("B")
+  }
+}
+route "a" {
+  path    = "/a"
+  service = "s"
+}
+route "b" {
+  path    = "/b"
+  service = "s"
+}
+`
+	for _, c := range []struct {
+		mutate func(rs []config.Route)
+		want   string
+	}{
+		{func(rs []config.Route) { rs[1].Path = "/a/:1bad" }, `test.hcl:13:1: route "b": malformed path pattern "/a/:1bad"`},
+		{func(rs []config.Route) { rs[1].Hosts = []string{"a..b"} }, `test.hcl:13:1: route "b": malformed host "a..b"`},
+		{func(rs []config.Route) { rs[1].Path = "/a" }, `test.hcl:13:1: route "b" conflicts with route "a" at test.hcl:9:1: duplicate route`},
+	} {
+		cfg := parseConfig(t, src, map[string]string{"B": hostOf(b)})
+		c.mutate(cfg.Routes)
+		_, err := New(cfg, Options{Logger: hclog.NewNullLogger()})
+		if err == nil || !strings.HasPrefix(err.Error(), c.want) {
+			t.Errorf("New = %v, want %q…", err, c.want)
+		}
+	}
 }
