@@ -45,68 +45,40 @@ func Normalize(p string) (clean string, ok bool) {
 }
 
 // isNormal reports whether p (starting with '/') is already in the form Normalize
-// produces.
+// produces. Only a segment with a '.' in it can be or hide a dot segment, so only
+// those are looked at twice.
 func isNormal(p string) bool {
-	seg := 1   // start of the current segment
-	piece := 1 // start of the current piece: the segment, or a part after an encoded separator
-	core := -1 // end of the piece's core, where its parameters start; -1: none yet
+	seg := 1     // start of the current segment
+	dot := false // the current segment has a '.'
 	for i := 1; i < len(p); i++ {
 		c := p[i]
 		switch {
 		case c == '/':
-			if i == seg || isDotCore(p, piece, core, i) {
+			if i == seg || dot && hidesDot(p[seg:i]) {
 				return false
 			}
-			seg, piece, core = i+1, i+1, -1
+			seg, dot = i+1, false
+		case c == '.':
+			dot = true
 		case c == '%':
 			if i+2 >= len(p) {
 				return false
 			}
 			hi, lo := p[i+1], p[i+2]
-			if !isUpperHex(hi) || !isUpperHex(lo) {
+			if !isUpperHex(hi) || !isUpperHex(lo) || isUnreserved(unhex(hi)<<4|unhex(lo)) {
 				return false
-			}
-			switch b := unhex(hi)<<4 | unhex(lo); {
-			case isUnreserved(b):
-				return false
-			case b == '/' || b == '\\':
-				if isDotCore(p, piece, core, i) {
-					return false
-				}
-				piece, core = i+3, -1
-			case b == ';' && core < 0:
-				core = i
 			}
 			i += 2
-		case c == ';':
-			if core < 0 {
-				core = i
-			}
 		case !isPchar(c):
 			return false
 		}
 	}
-	return !isDotCore(p, piece, core, len(p))
-}
-
-// isDotCore reports whether the piece p[start:end], without its parameters from core
-// (when core >= 0), is "." or "..".
-func isDotCore(p string, start, core, end int) bool {
-	if core >= 0 {
-		end = core
-	}
-	switch end - start {
-	case 1:
-		return p[start] == '.'
-	case 2:
-		return p[start] == '.' && p[start+1] == '.'
-	}
-	return false
+	return !dot || !hidesDot(p[seg:])
 }
 
 // dotPiece returns 1 for a "." piece, 2 for a ".." piece (parameters ignored), else 0.
 // piece is canonical: escapes upper-case, unreserved characters decoded.
-func dotPiece(piece []byte) int {
+func dotPiece[T string | []byte](piece T) int {
 	end := len(piece)
 	for i := 0; i < len(piece); i++ {
 		if piece[i] == ';' || piece[i] == '%' && i+2 < len(piece) && piece[i+1] == '3' && piece[i+2] == 'B' {
@@ -125,7 +97,7 @@ func dotPiece(piece []byte) int {
 
 // nextSeparator returns the index in the canonical segment seg of the first encoded
 // slash or backslash (%2F, %5C) at or after from, or len(seg).
-func nextSeparator(seg []byte, from int) int {
+func nextSeparator[T string | []byte](seg T, from int) int {
 	for i := from; i+2 < len(seg); i++ {
 		if seg[i] == '%' && (seg[i+1] == '2' && seg[i+2] == 'F' || seg[i+1] == '5' && seg[i+2] == 'C') {
 			return i
@@ -136,7 +108,7 @@ func nextSeparator(seg []byte, from int) int {
 
 // hidesDot reports whether the canonical segment seg is a dot segment or holds one
 // between encoded separators or before parameters (see Normalize).
-func hidesDot(seg []byte) bool {
+func hidesDot[T string | []byte](seg T) bool {
 	for from := 0; ; {
 		end := nextSeparator(seg, from)
 		if dotPiece(seg[from:end]) > 0 {
@@ -170,11 +142,9 @@ func normalizeSlow(p string) (string, bool) {
 			buf = buf[:start]
 			trailing = true
 		case hidesDot(seg):
-			if buf, ok = splitDots(buf, start); !ok {
+			if buf, trailing, ok = splitDots(buf, start); !ok {
 				return "", false // climbs above "/"
 			}
-			trailing = len(buf) == 0 || buf[len(buf)-1] == '/'
-			buf = bytesTrimSlash(buf)
 		default:
 			trailing = false
 		}
@@ -188,51 +158,36 @@ func normalizeSlow(p string) (string, bool) {
 
 // splitDots rewrites the canonical segment written at buf[start:] ("/" then the
 // segment) as real segments, one per piece between encoded separators, applying the
-// dot pieces to what precedes them. It works in place: what it writes never overtakes
-// what it still has to read. A result ending in '/' means the last piece was a dot or
-// empty piece (the path keeps a trailing slash). ok is false when a ".." climbs above
-// "/".
-func splitDots(buf []byte, start int) (out []byte, ok bool) {
+// dot pieces to what precedes them; parameters of dot pieces go with them. It works in
+// place: what it writes never overtakes what it still has to read. trailing reports
+// that the last piece was a dot or empty piece (the path then keeps a trailing slash);
+// ok is false when a ".." climbs above "/".
+func splitDots(buf []byte, start int) (out []byte, trailing, ok bool) {
 	end := len(buf)
 	w := start // next write position
-	last := false
-	for r := start + 1; !last; {
+	for r := start + 1; ; {
 		q := nextSeparator(buf[:end], r)
-		last = q == end
 		piece := buf[r:q]
+		trailing = true
 		switch dotPiece(piece) {
 		case 0:
-			if len(piece) == 0 {
-				break
-			}
-			buf[w] = '/'
-			w += 1 + copy(buf[w+1:], piece)
-			if last {
-				return buf[:w], true
+			if len(piece) > 0 {
+				buf[w] = '/'
+				w += 1 + copy(buf[w+1:], piece)
+				trailing = false
 			}
 		case 2:
 			if w == 0 {
-				return nil, false
+				return nil, false, false
 			}
-			k := w - 1
-			for buf[k] != '/' {
-				k--
+			for w--; buf[w] != '/'; w-- {
 			}
-			w = k
+		}
+		if q == end {
+			return buf[:w], trailing, true
 		}
 		r = q + 3
 	}
-	// The last piece was a dot or empty: the path ends with a slash.
-	buf = buf[:w]
-	return append(buf, '/'), true
-}
-
-// bytesTrimSlash drops one trailing '/' that splitDots added to mark a trailing slash.
-func bytesTrimSlash(b []byte) []byte {
-	if n := len(b); n > 0 && b[n-1] == '/' {
-		return b[:n-1]
-	}
-	return b
 }
 
 // appendSegment appends the canonical form of one path segment (no '/' in it) to buf.
