@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -50,16 +51,32 @@ func hclList(csv string) (string, bool) {
 	return "[" + strings.Join(items, ", ") + "]", true
 }
 
+// serviceKnobs are the fuzzed numbers of the service's circuit_breaker and retry
+// blocks; a block is written only when one of its numbers is not zero.
+type serviceKnobs struct {
+	threshold, halfOpen, minRequests, attempts, budgetMin int64
+	ratio, budgetRatio                                    float64
+}
+
 // fuzzConfig renders two routes and a service from the fuzzed values; "" leaves an
 // optional attribute out.
-func fuzzConfig(lb, path0, hosts0, methods0, strip0, path1, hosts1, methods1 string) (string, bool) {
+func fuzzConfig(lb, path0, hosts0, methods0, strip0, path1, hosts1, methods1 string, k serviceKnobs) (string, bool) {
 	var b strings.Builder
 	b.WriteString("gateway {\n  address = \"127.0.0.1:0\"\n}\nlog {\n  access_log = false\n}\n")
 	q, ok := hclString(lb)
 	if !ok {
 		return "", false
 	}
-	fmt.Fprintf(&b, "service \"s\" {\n  load_balancer = %s\n  instance {\n    address = \"127.0.0.1:1\"\n  }\n}\n", q)
+	fmt.Fprintf(&b, "service \"s\" {\n  load_balancer = %s\n  instance {\n    address = \"127.0.0.1:1\"\n  }\n", q)
+	if k.threshold != 0 || k.halfOpen != 0 || k.minRequests != 0 || k.ratio != 0 {
+		fmt.Fprintf(&b, "  circuit_breaker {\n    failure_threshold = %d\n    half_open_requests = %d\n    failure_ratio = %s\n    min_requests = %d\n  }\n",
+			k.threshold, k.halfOpen, strconv.FormatFloat(k.ratio, 'f', -1, 64), max(k.minRequests, 1))
+	}
+	if k.attempts != 0 || k.budgetRatio != 0 || k.budgetMin != 0 {
+		fmt.Fprintf(&b, "  retry {\n    attempts = %d\n    budget_ratio = %s\n    budget_min = %d\n  }\n",
+			k.attempts, strconv.FormatFloat(k.budgetRatio, 'f', -1, 64), k.budgetMin)
+	}
+	b.WriteString("}\n")
 	route := func(name, path, hosts, methods, strip string) bool {
 		fmt.Fprintf(&b, "route %q {\n  service = \"s\"\n", name)
 		q, ok := hclString(path)
@@ -110,10 +127,21 @@ func FuzzValidateThenBuild(f *testing.F) {
 		{"round_robin", "/a/b", "a.test:80", "G T", "/a/", "/a/b/", "", "M-SEARCH"},
 		{"round_robin", "/${x}", "", "", "", "/%{y}", "", ""},
 	} {
-		f.Add(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7])
+		f.Add(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], int64(0), int64(0), int64(0), 0.0, int64(0), 0.0, int64(0))
 	}
-	f.Fuzz(func(t *testing.T, lb, path0, hosts0, methods0, strip0, path1, hosts1, methods1 string) {
-		src, ok := fuzzConfig(lb, path0, hosts0, methods0, strip0, path1, hosts1, methods1)
+	for _, k := range []serviceKnobs{
+		{threshold: 5, halfOpen: 1, minRequests: 10, ratio: 0.5, attempts: 3, budgetRatio: 0.2, budgetMin: 10},
+		{threshold: 1, halfOpen: 2000000000, minRequests: 1, attempts: 1},
+		{threshold: 1 << 40, halfOpen: 1 << 40, minRequests: 1 << 40, ratio: 1, attempts: 1 << 40, budgetRatio: 1, budgetMin: 1 << 40},
+		{threshold: -1, ratio: 0.5, halfOpen: 1},
+	} {
+		f.Add("round_robin", "/p", "", "", "", "/q", "", "", k.threshold, k.halfOpen, k.minRequests, k.ratio, k.attempts, k.budgetRatio, k.budgetMin)
+	}
+	f.Fuzz(func(t *testing.T, lb, path0, hosts0, methods0, strip0, path1, hosts1, methods1 string,
+		threshold, halfOpen, minRequests int64, ratio float64, attempts int64, budgetRatio float64, budgetMin int64) {
+		k := serviceKnobs{threshold: threshold, halfOpen: halfOpen, minRequests: minRequests, ratio: ratio,
+			attempts: attempts, budgetRatio: budgetRatio, budgetMin: budgetMin}
+		src, ok := fuzzConfig(lb, path0, hosts0, methods0, strip0, path1, hosts1, methods1, k)
 		if !ok {
 			return
 		}
@@ -130,6 +158,15 @@ func FuzzValidateThenBuild(f *testing.F) {
 		}
 		if g.table.Len() != 2 {
 			t.Fatalf("table has %d routes", g.table.Len())
+		}
+		// A breaker the config asked for exists on every instance (a breaker that its
+		// own settings refuse would be silently missing).
+		if cfg.Services[0].CircuitBreaker != nil {
+			for _, e := range g.Service("s").Set.Endpoints() {
+				if breakerOf(e) == nil {
+					t.Fatalf("validate accepted the circuit_breaker, but instance %s has none\n%s", e.Address, src)
+				}
+			}
 		}
 	})
 }

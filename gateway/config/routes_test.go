@@ -104,3 +104,14 @@ func TestStripPrefixCanonical(t *testing.T) {
 		}
 	}
 }
+
+// The breaker's own settings check runs at validation: the gateway builds a breaker per
+// instance from them, and one it refused would be silently missing.
+func TestBreakerSettingsFromBreaker(t *testing.T) {
+	src := "service \"s\" {\n  instance {\n    address = \"127.0.0.1:1\"\n  }\n  circuit_breaker {\n    half_open_requests = 2000000000\n  }\n}\n"
+	_, ds := ParseWithEnv(map[string][]byte{"t.hcl": []byte(src + tail)}, envOf(nil))
+	want := []string{`t.hcl:5:3: service "s" circuit_breaker: breaker: half-open requests 2000000000 is too large`}
+	if got := diagStrings(ds); !slices.Equal(got, want) {
+		t.Errorf("diagnostics:\n got: %s\nwant: %s", strings.Join(got, "\n      "), strings.Join(want, "\n      "))
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/infinityxone/gateway/breaker"
 	"github.com/infinityxone/gateway/gateway/balancer"
 	"github.com/infinityxone/gateway/gateway/router"
 	"github.com/infinityxone/gateway/ratelimit"
@@ -406,6 +407,21 @@ func (v *validator) service(s *Service, l *loc) {
 	}
 	if cb := s.CircuitBreaker; cb != nil {
 		cl := l.sub("circuit_breaker")
+		before := len(v.d.diags)
+		defer func() {
+			// Whatever else the breaker itself refuses is reported too: the gateway
+			// builds one breaker per instance from these settings.
+			if len(v.d.diags) > before {
+				return
+			}
+			err := breaker.Settings{
+				FailureThreshold: cb.FailureThreshold, OpenTimeout: cb.OpenTimeout, HalfOpenRequests: cb.HalfOpenRequests,
+				FailureRatio: cb.FailureRatio, Window: cb.Window, MinRequests: cb.MinRequests,
+			}.Validate()
+			if err != nil {
+				v.d.errorf(cl.block, "%s", cl.msg("%v", err))
+			}
+		}()
 		v.atLeast(cl, "failure_threshold", int64(cb.FailureThreshold), 1)
 		v.positive(cl, "open_timeout", int64(cb.OpenTimeout))
 		v.atLeast(cl, "half_open_requests", int64(cb.HalfOpenRequests), 1)
