@@ -5,13 +5,15 @@
 #   make build   bin/gateway, stamped with the git version
 #   make bench   Go benchmarks and the end-to-end load table (bench/e2e)
 #   make lint    gofmt and go vet
+#   make fuzz    every Go fuzz target for FUZZTIME each (default 20s); their seed corpora
+#                already run as ordinary tests in make test
 #   make stack   the docker-compose topology as local processes (no Docker needed)
 
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: tools test run build bench lint stack
+.PHONY: tools test run build bench lint stack fuzz
 
 tools:
 	bash scripts/install-tools.sh
@@ -39,6 +41,18 @@ lint:
 	@unformatted=$$(gofmt -l .); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+
+# Each fuzz target (func FuzzXxx in a _test.go file) runs for FUZZTIME, one after the
+# other: go test -fuzz takes one target of one package at a time. New inputs that fail
+# land in the package's testdata/fuzz/FuzzXxx/ and then run in every make test.
+FUZZTIME ?= 20s
+fuzz:
+	@set -e; for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+		for fn in $$(grep -h '^func Fuzz' $$dir/*_test.go | sed 's/^func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+			echo "== $$dir $$fn ($(FUZZTIME))"; \
+			$(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) $$dir; \
+		done; \
+	done
 
 # Consul, Redis, users x2, orders x2 and three gateway replicas on deploy/gateway.hcl,
 # as processes on loopback; prints the addresses and a token; Ctrl-C stops them all.

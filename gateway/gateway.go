@@ -6,6 +6,7 @@ package gateway
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -227,7 +228,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	}
 	table, err := router.New(rroutes)
 	if err != nil {
-		return nil, err
+		return nil, routeTableError(cfg.Routes, err)
 	}
 	g.table = table
 
@@ -260,6 +261,23 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	built = true
 	g.events.Publish(ConfigLoaded{Routes: len(g.routes), Services: len(g.services)})
 	return g, nil
+}
+
+// routeTableError names the route(s) and position(s) of an error from router.New (which
+// speaks of route indexes). A validated config never gets here: validation runs the
+// router's own checks.
+func routeTableError(routes []config.Route, err error) error {
+	var re *router.RouteError
+	var ce *router.ConflictError
+	switch {
+	case errors.As(err, &re):
+		r := routes[re.Route]
+		return fmt.Errorf("%s: route %q: %w", r.Pos, r.Name, re.Err)
+	case errors.As(err, &ce):
+		a, b := routes[ce.First], routes[ce.Second]
+		return fmt.Errorf("%s: route %q conflicts with route %q at %s: %w", b.Pos, b.Name, a.Name, a.Pos, err)
+	}
+	return err
 }
 
 // Events is the gateway's event bus, for subscribers outside the package (tests, tools).

@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -162,22 +163,37 @@ type snapshot struct {
 	ring ring // ip_hash only
 }
 
-// NewSet returns an empty Set using the named algorithm ("" means round_robin).
-func NewSet(name string, opts Options) (*Set, error) {
-	var a algorithm
+// ValidateAlgorithm reports whether NewSet accepts name ("" means round_robin), with an
+// error wrapping ErrUnknownAlgorithm that lists the names it accepts.
+func ValidateAlgorithm(name string) error {
+	_, err := parseAlgorithm(name)
+	return err
+}
+
+func parseAlgorithm(name string) (algorithm, error) {
 	switch name {
 	case RoundRobin, "":
-		a, name = algoRoundRobin, RoundRobin
+		return algoRoundRobin, nil
 	case LeastConn:
-		a = algoLeastConn
+		return algoLeastConn, nil
 	case Random:
-		a = algoRandom
+		return algoRandom, nil
 	case IPHash:
-		a = algoIPHash
+		return algoIPHash, nil
 	case Weighted:
-		a = algoWeighted
-	default:
-		return nil, fmt.Errorf("%w %q (want one of round_robin, least_conn, random, ip_hash, weighted)", ErrUnknownAlgorithm, name)
+		return algoWeighted, nil
+	}
+	return 0, fmt.Errorf("%w %q: not one of %s", ErrUnknownAlgorithm, name, strings.Join(Algorithms(), ", "))
+}
+
+// NewSet returns an empty Set using the named algorithm ("" means round_robin).
+func NewSet(name string, opts Options) (*Set, error) {
+	a, err := parseAlgorithm(name)
+	if err != nil {
+		return nil, err
+	}
+	if name == "" {
+		name = RoundRobin
 	}
 	if opts.Rand == nil {
 		opts.Rand = rand.Uint64

@@ -1,8 +1,8 @@
 package config
 
 import (
+	"errors"
 	"fmt"
-	"github.com/infinityxone/gateway/ratelimit"
 	"net"
 	"net/http"
 	"net/url"
@@ -12,6 +12,11 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/infinityxone/gateway/breaker"
+	"github.com/infinityxone/gateway/gateway/balancer"
+	"github.com/infinityxone/gateway/gateway/router"
+	"github.com/infinityxone/gateway/ratelimit"
 )
 
 // Enumerations, in the order messages list them.
@@ -21,7 +26,6 @@ var (
 	limitAlgos     = []string{"token_bucket", "sliding_window"}
 	limitStores    = []string{"redis", "memory"}
 	storeErrors    = []string{"allow", "deny", "local"}
-	loadBalancers  = []string{"round_robin", "least_conn", "random", "ip_hash", "weighted"}
 	jwtAlgorithms  = []string{"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 	minSecretBytes = 32
 	maxConsulWait  = 10 * time.Minute // Consul caps a blocking query's wait there
@@ -75,7 +79,7 @@ func (v *validator) validate() {
 	for i := range c.Routes {
 		v.route(&c.Routes[i], v.p.routes[i])
 	}
-	v.overlaps()
+	v.routeTable()
 }
 
 // positive reports a written duration or number that must be above zero.
@@ -359,7 +363,9 @@ func parseKey(key string) (kind, name string, ok bool) {
 }
 
 func (v *validator) service(s *Service, l *loc) {
-	v.enum(l, "load_balancer", s.LoadBalancer, loadBalancers)
+	if balancer.ValidateAlgorithm(s.LoadBalancer) != nil {
+		v.errorf(l, "load_balancer", "load_balancer %q is not one of %s", s.LoadBalancer, strings.Join(balancer.Algorithms(), ", "))
+	}
 	v.positive(l, "timeout", int64(s.Timeout))
 	v.positive(l, "idle_timeout", int64(s.IdleTimeout))
 	switch {
@@ -408,6 +414,21 @@ func (v *validator) service(s *Service, l *loc) {
 	}
 	if cb := s.CircuitBreaker; cb != nil {
 		cl := l.sub("circuit_breaker")
+		before := len(v.d.diags)
+		defer func() {
+			// Whatever else the breaker itself refuses is reported too: the gateway
+			// builds one breaker per instance from these settings.
+			if len(v.d.diags) > before {
+				return
+			}
+			err := breaker.Settings{
+				FailureThreshold: cb.FailureThreshold, OpenTimeout: cb.OpenTimeout, HalfOpenRequests: cb.HalfOpenRequests,
+				FailureRatio: cb.FailureRatio, Window: cb.Window, MinRequests: cb.MinRequests,
+			}.Validate()
+			if err != nil {
+				v.d.errorf(cl.block, "%s", cl.msg("%v", err))
+			}
+		}()
 		v.atLeast(cl, "failure_threshold", int64(cb.FailureThreshold), 1)
 		v.positive(cl, "open_timeout", int64(cb.OpenTimeout))
 		v.atLeast(cl, "half_open_requests", int64(cb.HalfOpenRequests), 1)
@@ -434,11 +455,16 @@ func (v *validator) route(r *Route, l *loc) {
 	case !l.seen["path"]:
 		v.errorf(l, "path", "path is required")
 	case !l.has("path"): // reported while decoding
-	case checkPattern(r.Path) != "":
-		v.errorf(l, "path", "path %q: %s", r.Path, checkPattern(r.Path))
 	case l.has("strip_prefix"):
-		if err := checkStripPrefix(r.StripPrefix, r.Path); err != "" {
-			v.errorf(l, "strip_prefix", "strip_prefix %q: %s", r.StripPrefix, err)
+		// The path itself is checked with the whole table (routeTable). The prefix is
+		// kept in the form normalised request paths start with, which the proxy strips.
+		prefix, err := router.CanonicalPrefix(r.Path, r.StripPrefix)
+		switch {
+		case errors.Is(err, router.ErrBadPattern):
+		case err != nil:
+			v.errorf(l, "strip_prefix", "%v", err)
+		default:
+			r.StripPrefix = prefix
 		}
 	}
 	switch {
@@ -462,17 +488,14 @@ func (v *validator) route(r *Route, l *loc) {
 		}
 	}
 	v.positive(l, "timeout", int64(r.Timeout))
+	// Malformed hosts and methods are reported by routeTable, with the router's words.
 	for i, h := range r.Hosts {
-		if !validHost(h) {
-			v.errorAt(l, l.elem("hosts", i), "hosts: %q is not a host name", h)
-		} else if j := slices.Index(r.Hosts, h); j < i {
+		if j := slices.Index(r.Hosts, h); j < i && router.ValidateHost(h) == nil {
 			v.errorAt(l, l.elem("hosts", i), "hosts: %q is listed twice", h)
 		}
 	}
 	for i, m := range r.Methods {
-		if !validMethod(m) {
-			v.errorAt(l, l.elem("methods", i), "methods: %q is not an HTTP method", m)
-		} else if j := slices.Index(r.Methods, m); j < i {
+		if j := slices.Index(r.Methods, m); j < i && router.ValidateMethod(m) == nil {
 			v.errorAt(l, l.elem("methods", i), "methods: %q is listed twice", m)
 		}
 	}
@@ -503,8 +526,8 @@ func (v *validator) cors(c *CORS, l *loc) {
 		}
 	}
 	for i, m := range c.AllowedMethods {
-		if !validMethod(m) {
-			v.errorAt(l, l.elem("allowed_methods", i), "allowed_methods: %q is not an HTTP method", m)
+		if err := router.ValidateMethod(m); err != nil {
+			v.errorAt(l, l.elem("allowed_methods", i), "allowed_methods: %v", err)
 		}
 	}
 	v.headerNames(l, "allowed_headers", c.AllowedHeaders, true)
@@ -518,159 +541,47 @@ func validOrigin(o string) bool {
 		u.Fragment == "" && u.User == nil && o == strings.ToLower(u.Scheme)+"://"+u.Host
 }
 
-func validMethod(m string) bool {
-	if m == "" {
-		return false
+// routeTable checks the routes as the router will build them: every path, host and
+// method with the router's own rules, and every pair of routes that would serve the
+// same host, method and pattern (a route with hosts next to one without, or a route
+// with methods next to one without, is precedence, not a conflict).
+func (v *validator) routeTable() {
+	c := &v.p.cfg
+	rs := make([]router.Route, len(c.Routes))
+	for i, r := range c.Routes {
+		rs[i] = router.Route{Hosts: r.Hosts, Methods: r.Methods, Path: r.Path}
 	}
-	for _, c := range m {
-		if !httpguts.IsTokenRune(c) {
-			return false
-		}
-	}
-	return true
-}
-
-// validHost accepts a lower-case host name or IP, with an optional port.
-func validHost(h string) bool {
-	host := h
-	if hh, port, err := net.SplitHostPort(h); err == nil {
-		if _, perr := strconv.ParseUint(port, 10, 16); perr != nil {
-			return false
-		}
-		host = hh
-	}
-	if host == "" {
-		return false
-	}
-	if net.ParseIP(host) != nil {
-		return true
-	}
-	for _, c := range host {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
-
-// checkPattern returns what is wrong with a route path pattern, or "".
-func checkPattern(p string) string {
-	if !strings.HasPrefix(p, "/") {
-		return "must start with \"/\""
-	}
-	segs := strings.Split(p[1:], "/")
-	params := map[string]bool{}
-	for i, s := range segs {
-		last := i == len(segs)-1
+	for _, err := range router.Check(rs) {
+		var re *router.RouteError
+		var ce *router.ConflictError
 		switch {
-		case s == "" && !last:
-			return "empty segment (\"//\")"
-		case s == "." || s == "..":
-			return fmt.Sprintf("%q segments never match a normalised path", s)
-		case strings.HasPrefix(s, ":"):
-			name := s[1:]
-			if name == "" {
-				return "a :param segment needs a name, as in /users/:id"
-			}
-			if params[name] {
-				return fmt.Sprintf("parameter %q appears twice", name)
-			}
-			params[name] = true
-		case strings.HasPrefix(s, "*"):
-			if !last {
-				return "a * or *name segment must be the last one"
-			}
-			if name := s[1:]; name != "" {
-				if params[name] {
-					return fmt.Sprintf("parameter %q appears twice", name)
+		case errors.As(err, &re):
+			l := v.p.routes[re.Route]
+			switch re.Field {
+			case "path":
+				if l.has("path") { // a missing path is reported by route
+					v.errorf(l, "path", "%v", re.Err)
 				}
+			case "hosts":
+				v.errorAt(l, l.elem("hosts", re.Index), "%v", re.Err)
+			case "methods":
+				v.errorAt(l, l.elem("methods", re.Index), "%v", re.Err)
 			}
-		}
-	}
-	return ""
-}
-
-// checkStripPrefix returns what is wrong with a route's strip_prefix, or "". The prefix
-// must be whole leading static segments of the path, or it would never apply.
-func checkStripPrefix(prefix, path string) string {
-	if !strings.HasPrefix(prefix, "/") {
-		return "must start with \"/\""
-	}
-	pre := strings.Split(strings.Trim(prefix, "/"), "/")
-	segs := strings.Split(strings.TrimPrefix(path, "/"), "/")
-	if pre[0] == "" {
-		return ""
-	}
-	for i, s := range pre {
-		if i >= len(segs) || segs[i] != s || strings.HasPrefix(segs[i], ":") || strings.HasPrefix(segs[i], "*") {
-			return fmt.Sprintf("is not a leading part of path %q", path)
-		}
-	}
-	return ""
-}
-
-// shape is a pattern with parameter names removed: two routes with the same shape match
-// the same requests.
-func shape(p string) string {
-	segs := strings.Split(p, "/")
-	for i, s := range segs {
-		switch {
-		case strings.HasPrefix(s, ":"):
-			segs[i] = ":"
-		case strings.HasPrefix(s, "*"):
-			segs[i] = "*"
-		}
-	}
-	return strings.Join(segs, "/")
-}
-
-// overlaps reports a route that matches the same host, method and path as an earlier one.
-func (v *validator) overlaps() {
-	rs := v.p.cfg.Routes
-	byShape := map[string][]int{}
-	for i, r := range rs {
-		if r.Path == "" || checkPattern(r.Path) != "" {
-			continue
-		}
-		k := shape(r.Path)
-		for _, j := range byShape[k] {
-			host, hok := common(rs[j].Hosts, r.Hosts)
-			method, mok := common(rs[j].Methods, r.Methods)
-			if !hok || !mok {
-				continue
-			}
-			what := method
+		case errors.As(err, &ce):
+			first, second := c.Routes[ce.First], c.Routes[ce.Second]
+			what := ce.Method
 			if what == "" {
 				what = "every method"
 			}
-			what += " " + r.Path
-			if host != "" {
-				what += " on host " + host
+			what += " " + second.Path
+			if ce.Host != "" {
+				what += " on host " + ce.Host
 			}
-			v.d.errorf(r.Pos, "route %q conflicts with route %q at %s: both match %s", r.Name, rs[j].Name, rs[j].Pos, what)
-			break
-		}
-		byShape[k] = append(byShape[k], i)
-	}
-}
-
-// common finds a value two sets share, where an empty set means "any". It returns ""
-// with ok when both are "any".
-func common(a, b []string) (string, bool) {
-	switch {
-	case len(a) == 0 && len(b) == 0:
-		return "", true
-	case len(a) == 0:
-		return b[0], true
-	case len(b) == 0:
-		return a[0], true
-	}
-	for _, x := range a {
-		if slices.Contains(b, x) {
-			return x, true
+			v.d.errorf(second.Pos, "route %q conflicts with route %q at %s: both match %s", second.Name, first.Name, first.Pos, what)
+		default:
+			v.d.errorf(c.Routes[0].Pos, "routes: %v", err)
 		}
 	}
-	return "", false
 }
 
 func didYouMean(name string, candidates []string) string {

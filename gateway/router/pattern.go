@@ -19,6 +19,9 @@ var (
 	ErrDuplicateRoute = errors.New("duplicate route")
 	// ErrTooManyMethods: more than 64 distinct methods in one table.
 	ErrTooManyMethods = errors.New("too many distinct methods")
+	// ErrBadPrefix: a strip prefix that is not whole leading static segments of its
+	// route's pattern.
+	ErrBadPrefix = errors.New("malformed strip prefix")
 )
 
 type segKind uint8
@@ -42,7 +45,8 @@ type segment struct {
 //   - a static segment is matched literally after both sides are normalised as
 //     Normalize does ("/café" and "/caf%C3%A9" are the same pattern); "." and ".."
 //     segments and empty segments are refused, a trailing slash is allowed and
-//     significant ("/a/" does not match "/a");
+//     significant ("/a/" does not match "/a"); so are segments that normalisation
+//     treats as dot segments ("%2e%2e", "..%2Fx", "..;x");
 //   - ":name" matches one non-empty segment; name is [A-Za-z_][A-Za-z0-9_]*; a ':'
 //     later in a segment is literal ("/v1/things:batchGet");
 //   - "*" or "*name", only as the last segment, matches the rest of the path, even
@@ -106,14 +110,53 @@ func parsePattern(p string) (segs []segment, static bool, err error) {
 			if !ok {
 				return nil, false, bad(fmt.Sprintf("segment %q: malformed percent-escape", s))
 			}
-			c := string(b)
-			if c == "." || c == ".." {
+			if hidesDot(b) {
 				return nil, false, bad(fmt.Sprintf("segment %q: dot segments never survive normalisation", s))
 			}
-			segs = append(segs, segment{kind: segStatic, text: c})
+			segs = append(segs, segment{kind: segStatic, text: string(b)})
 		}
 	}
 	return segs, static, nil
+}
+
+// CanonicalPrefix checks a prefix to strip from the paths a pattern matches, and
+// returns it in the normalised form those paths start with ("/caf%C3%A9" for "/café",
+// "/Api" for "/%41pi"), which is what a caller compares with a normalised path. The
+// prefix must start with '/' and be whole leading static segments of the pattern; a
+// trailing slash is kept; "/" strips nothing. An error wraps ErrBadPattern when the
+// pattern itself is malformed, ErrBadPrefix otherwise.
+func CanonicalPrefix(pattern, prefix string) (string, error) {
+	segs, _, err := parsePattern(pattern)
+	if err != nil {
+		return "", err
+	}
+	bad := func(reason string) (string, error) {
+		return "", fmt.Errorf("%w %q: %s", ErrBadPrefix, prefix, reason)
+	}
+	if prefix == "" || prefix[0] != '/' {
+		return bad("must start with '/'")
+	}
+	inner := strings.TrimSuffix(prefix[1:], "/")
+	if inner == "" {
+		return prefix, nil
+	}
+	var b []byte
+	for i, s := range strings.Split(inner, "/") {
+		n := len(b)
+		b = append(b, '/')
+		var ok bool
+		if b, ok = appendSegment(b, s); !ok {
+			return bad(fmt.Sprintf("segment %q: malformed percent-escape", s))
+		}
+		c := string(b[n+1:])
+		if i >= len(segs) || segs[i].kind != segStatic || segs[i].text != c || c == "" {
+			return bad(fmt.Sprintf("is not a leading part of path %q", pattern))
+		}
+	}
+	if strings.HasSuffix(prefix, "/") {
+		b = append(b, '/')
+	}
+	return string(b), nil
 }
 
 // staticPath joins static segments back into the normalised path they match.

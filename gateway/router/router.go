@@ -148,14 +148,37 @@ func (l *leaf) find(method string) int {
 	return l.anyM
 }
 
-// New builds a table from routes; Match returns indexes into routes. It fails, with
-// an error wrapping ErrBadPattern, ErrBadHost, ErrBadMethod, ErrDuplicateRoute or
-// ErrTooManyMethods and naming the route's index, when a route is malformed or when
-// two routes share a host, a method and a pattern (parameter names do not count:
-// "/u/:id" and "/u/:uid" are the same pattern). Two routes without methods on the
-// same host and pattern are duplicates too; a route with methods and one without may
-// share a pattern (the first takes its methods, the second the rest).
+// New builds a table from routes; Match returns indexes into routes. It fails when a
+// route is malformed (a *RouteError wrapping ErrBadPattern, ErrBadHost, ErrBadMethod or
+// ErrTooManyMethods) or when two routes share a host, a method and a pattern (a
+// *ConflictError wrapping ErrDuplicateRoute); Check lists every such problem, New
+// returns the first. Parameter names do not count: "/u/:id" and "/u/:uid" are the same
+// pattern. Two routes without methods on the same host and pattern are duplicates too;
+// a route with methods and one without may share a pattern (the first takes its
+// methods, the second the rest), and so may a route with hosts and one without (the
+// first takes its hosts, the second every other host).
 func New(routes []Route) (*Table, error) {
+	t, errs := build(routes)
+	if len(errs) > 0 {
+		return nil, errs[0]
+	}
+	return t, nil
+}
+
+// Check returns every problem New would refuse in routes, in route order: a
+// *RouteError for each malformed path, host or method, and a *ConflictError for each
+// route that serves a host, method and pattern an earlier route already serves (one per
+// route, the first found). Config validation calls it, so that what it accepts is
+// exactly what New builds.
+func Check(routes []Route) []error {
+	_, errs := build(routes)
+	return errs
+}
+
+// build is New, collecting every error. Malformed routes are left out of the table so
+// that conflicts between the others are still found; the table is meaningless when
+// errs is not empty.
+func build(routes []Route) (*Table, []error) {
 	type hostRef struct {
 		kind hostKind
 		key  string
@@ -166,36 +189,57 @@ func New(routes []Route) (*Table, error) {
 		path    string // normalised path, for static patterns
 		methods []string
 		hosts   []hostRef
+		bad     bool
 	}
+	var errs []error
 	ps := make([]parsed, len(routes))
-	methodSet := make(map[string]bool)
+	var methodList []string // distinct methods, in order of appearance
+	addMethod := func(m string) bool {
+		if slices.Contains(methodList, m) {
+			return true
+		}
+		if len(methodList) == maxMethods {
+			return false
+		}
+		methodList = append(methodList, m)
+		return true
+	}
 	for i, r := range routes {
 		p := &ps[i]
+		fail := func(field string, elem int, err error) {
+			errs = append(errs, &RouteError{Route: i, Field: field, Index: elem, Err: err})
+			p.bad = true
+		}
 		var err error
 		if p.segs, p.static, err = parsePattern(r.Path); err != nil {
-			return nil, fmt.Errorf("route %d: %w", i, err)
-		}
-		if p.static {
+			fail("path", 0, err)
+		} else if p.static {
 			p.path = staticPath(p.segs)
 		}
-		for _, m := range r.Methods {
-			if !isToken(m) {
-				return nil, fmt.Errorf("route %d: %w %q: not an HTTP token", i, ErrBadMethod, m)
+		for j, m := range r.Methods {
+			if err := ValidateMethod(m); err != nil {
+				fail("methods", j, err)
+				continue
 			}
 			m = strings.ToUpper(m)
 			if slices.Contains(p.methods, m) {
 				continue
 			}
-			p.methods = append(p.methods, m)
-			methodSet[m] = true
-			if m == http.MethodGet {
-				methodSet[http.MethodHead] = true
+			ok := addMethod(m)
+			if ok && m == http.MethodGet {
+				ok = addMethod(http.MethodHead)
 			}
+			if !ok {
+				fail("methods", j, fmt.Errorf("%w: %q would be the %dth, at most %d", ErrTooManyMethods, m, maxMethods+1, maxMethods))
+				continue
+			}
+			p.methods = append(p.methods, m)
 		}
-		for _, h := range r.Hosts {
+		for j, h := range r.Hosts {
 			kind, key, err := parseHost(h)
 			if err != nil {
-				return nil, fmt.Errorf("route %d: %w", i, err)
+				fail("hosts", j, err)
+				continue
 			}
 			if ref := (hostRef{kind, key}); !slices.Contains(p.hosts, ref) {
 				p.hosts = append(p.hosts, ref)
@@ -205,9 +249,6 @@ func New(routes []Route) (*Table, error) {
 			p.hosts = []hostRef{{kind: hostAny}}
 		}
 	}
-	if len(methodSet) > 64 {
-		return nil, fmt.Errorf("%w: %d, at most 64", ErrTooManyMethods, len(methodSet))
-	}
 
 	t := &Table{
 		exact:    make(map[string]*group),
@@ -215,21 +256,22 @@ func New(routes []Route) (*Table, error) {
 		allow:    make(map[uint64]string),
 		names:    make([][]string, len(routes)),
 		numRoute: len(routes),
+		methods:  slices.Sorted(slices.Values(methodList)),
 	}
-	for m := range methodSet {
-		t.methods = append(t.methods, m)
-	}
-	slices.Sort(t.methods)
 	bit := func(m string) uint64 { return 1 << uint(slices.Index(t.methods, m)) }
 
 	var leaves []*leaf
 	for i := range ps {
 		p := &ps[i]
+		if p.bad {
+			continue
+		}
 		for _, s := range p.segs {
 			if s.kind != segStatic {
 				t.names[i] = append(t.names[i], s.text)
 			}
 		}
+		conflict := false
 		for _, h := range p.hosts {
 			var g *group
 			switch h.kind {
@@ -253,29 +295,32 @@ func New(routes []Route) (*Table, error) {
 			if created {
 				leaves = append(leaves, l)
 			}
-			dup := func(prev int, method string) error {
-				host := "any host"
+			dup := func(prev int, method string) {
+				if conflict {
+					return // one conflict per route is enough to report
+				}
+				conflict = true
+				host := ""
 				switch h.kind {
 				case hostExact:
-					host = "host " + h.key
+					host = h.key
 				case hostWild:
-					host = "host *" + h.key
+					host = "*" + h.key
 				}
-				return fmt.Errorf("%w: routes %d and %d both serve %s %s on %s",
-					ErrDuplicateRoute, prev, i, method, patternKey(p.segs), host)
+				errs = append(errs, &ConflictError{First: prev, Second: i, Method: method, Pattern: patternKey(p.segs), Host: host})
 			}
 			if len(p.methods) == 0 {
 				if l.anyM >= 0 {
-					return nil, dup(l.anyM, "any method")
+					dup(l.anyM, "")
+				} else {
+					l.anyM = i
 				}
-				l.anyM = i
 				continue
 			}
 			for _, m := range p.methods {
-				for _, mr := range l.methods {
-					if mr.method == m {
-						return nil, dup(mr.route, m)
-					}
+				if k := slices.IndexFunc(l.methods, func(mr methodRoute) bool { return mr.method == m }); k >= 0 {
+					dup(l.methods[k].route, m)
+					continue
 				}
 				l.methods = append(l.methods, methodRoute{m, i})
 				l.mask |= bit(m)
@@ -291,7 +336,7 @@ func New(routes []Route) (*Table, error) {
 			t.allow[l.mask] = t.allowString(l.mask)
 		}
 	}
-	return t, nil
+	return t, errs
 }
 
 // leafFor returns the leaf of pattern segs in g, creating it (and created=true) if new.
@@ -511,21 +556,4 @@ func (m *matcher) tryWild(l *leaf, rest string) int {
 		m.params = append(m.params, Param{Value: rest})
 	}
 	return r
-}
-
-// isToken reports whether s is an RFC 9110 token (what a method must be).
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' {
-			continue
-		}
-		if strings.IndexByte("!#$%&'*+-.^_`|~", c) < 0 {
-			return false
-		}
-	}
-	return true
 }

@@ -335,7 +335,7 @@ func TestValidatePattern(t *testing.T) {
 	bad := []string{
 		"", "a", "*", "//", "/a//b", "/a/./b", "/a/..", "/%2e", "/a/%2E%2e/b",
 		"/:", "/:1a", "/:a-b", "/:id/:id", "/*/a", "/a/*/", "/a/*x/*y", "/*1", "/a*", "/a/b*c",
-		"/%zz", "/%4", "/a%", "/:x/*x",
+		"/%zz", "/%4", "/a%", "/:x/*x", "/a/..%2Fb", "/a/b%2f..", "/a/..;x", "/a/.%3Bx/b", "/a/..%5Cb",
 	}
 	for _, p := range bad {
 		err := ValidatePattern(p)
