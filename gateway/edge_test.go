@@ -417,7 +417,10 @@ route "s" {
 func TestIdempotencyKeyStillForwarded(t *testing.T) {
 	echo := echoBackend(t, "e")
 	g := startGateway(t, basicConfig, map[string]string{"A": hostOf(echo.Server)})
-	_, body := do(t, "POST", g.URL+"/files/x", "x", "Idempotency-Key", "k1", "X-Idempotency-Key", "k2")
+	resp, body := do(t, "POST", g.URL+"/files/x", "x", "Idempotency-Key", "k1", "X-Idempotency-Key", "k2")
+	if resp.Close {
+		t.Fatal("an upload read to its end closed the connection")
+	}
 	h := decodeSeen(t, body).Header
 	if h.Get("Idempotency-Key") != "k1" || h.Get("X-Idempotency-Key") != "k2" {
 		t.Fatalf("upstream saw %v", h)

@@ -8,7 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/consul/api"
+
 	"github.com/infinityxone/gateway/gateway/balancer"
+	"github.com/infinityxone/gateway/internal/testenv"
 )
 
 // upstreamCount sums gateway_upstream_requests_total for one instance from /metrics,
@@ -112,5 +115,34 @@ route "plain" {
 	close(release)
 	if _, found := upstreamCount(t, g.Gateway, b); found {
 		t.Fatalf("series of %s came back after an in-flight request ended", b)
+	}
+}
+
+// With a real Consul agent: an instance whose check flaps keeps its upstream counters,
+// so their sum stays equal to the requests sent.
+func TestConsulFlapKeepsInstanceSeries(t *testing.T) {
+	agent := testenv.StartConsul(t)
+	c := consulClient(t, agent.Addr)
+	a, b := echoBackend(t, "a"), echoBackend(t, "b")
+	g, _, _, _ := runGateway(t, consulConfig, map[string]string{"CONSUL": agent.Addr})
+	url := "http://" + g.Addr() + "/x"
+	ida := registerTTL(t, c, "echo", a.Server, api.HealthPassing)
+	registerTTL(t, c, "echo", b.Server, api.HealthPassing)
+	eventually(t, 10*time.Second, "both instances in rotation", func() bool { return g.Service("echo").Set.Len() == 2 })
+	sent := 0
+	for flap := 0; flap < 5; flap++ {
+		backendsSeen(t, url, 10)
+		sent += 10
+		setTTL(t, c, ida, api.HealthCritical)
+		eventually(t, 10*time.Second, "a leaves", func() bool { return g.Service("echo").Set.Len() == 1 })
+		backendsSeen(t, url, 4)
+		sent += 4
+		setTTL(t, c, ida, api.HealthPassing)
+		eventually(t, 10*time.Second, "a returns", func() bool { return g.Service("echo").Set.Len() == 2 })
+	}
+	na, _ := upstreamCount(t, g, hostOf(a.Server))
+	nb, _ := upstreamCount(t, g, hostOf(b.Server))
+	if int(na+nb) != sent || int(na) != int(a.hits.Load()) {
+		t.Fatalf("upstream counters a=%v b=%v (sum %v) for %d requests (a served %d)", na, nb, na+nb, sent, a.hits.Load())
 	}
 }

@@ -53,6 +53,7 @@ type Body struct {
 	reading bool  // a reader is inside src.Read
 	over    bool  // more than keep bytes were read: buf dropped, not replayable
 	started bool  // some attempt got at least one byte
+	length  int64 // the declared Content-Length, -1 if unknown
 	epoch   uint64
 }
 
@@ -65,7 +66,7 @@ func NewBody(src io.Reader, contentLength, limit int64) *Body {
 	if limit == 0 {
 		limit = DefaultBufferBytes
 	}
-	b := &Body{src: src, keep: max(limit, 0)}
+	b := &Body{src: src, keep: max(limit, 0), length: contentLength}
 	b.cond.L = &b.mu
 	switch {
 	case src == nil:
@@ -131,11 +132,12 @@ func (b *Body) SourceErr() error {
 	return b.srcErr
 }
 
-// Drained reports whether the source was read to its end (io.EOF).
+// Drained reports whether the source was read to its end: io.EOF, or as many bytes as
+// the declared Content-Length (the EOF that follows may not have been asked for yet).
 func (b *Body) Drained() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.srcErr == io.EOF
+	return b.srcErr == io.EOF || b.length >= 0 && b.read >= b.length && b.srcErr == nil
 }
 
 // Waiting reports whether an attempt is blocked reading the source right now: the

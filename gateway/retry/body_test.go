@@ -497,3 +497,27 @@ func TestBodyWaiting(t *testing.T) {
 		t.Fatal("still waiting after the read returned")
 	}
 }
+
+func TestBodyDrained(t *testing.T) {
+	b := NewBody(strings.NewReader("abcd"), 4, 0)
+	rd, _ := b.Rewind()
+	if b.Drained() {
+		t.Fatal("drained before any read")
+	}
+	if _, err := io.ReadFull(rd, make([]byte, 4)); err != nil {
+		t.Fatal(err)
+	}
+	if !b.Drained() {
+		t.Fatal("not drained after Content-Length bytes")
+	}
+	u := NewBody(strings.NewReader("ab"), -1, 0)
+	rd, _ = u.Rewind()
+	_, _ = io.ReadFull(rd, make([]byte, 2))
+	if u.Drained() {
+		t.Fatal("unknown length: drained before EOF")
+	}
+	_, _ = io.ReadAll(rd)
+	if !u.Drained() {
+		t.Fatal("not drained after EOF")
+	}
+}
