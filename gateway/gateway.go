@@ -160,6 +160,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: service %q: retry: %w", sc.Pos, sc.Name, err)
 		}
+		tr, inMesh := g.transportFor(sc)
 		s := &Service{
 			breakers:  bs,
 			retry:     pol,
@@ -167,7 +168,8 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 			Source:    "static",
 			Set:       set,
 			Timeout:   sc.Timeout,
-			transport: newTransport(sc.Transport),
+			transport: tr,
+			mesh:      inMesh,
 			hashKey:   sc.LoadBalancer == "ip_hash",
 
 			upstreamDuration: g.metrics.upstreamDuration.WithLabelValues(sc.Name),

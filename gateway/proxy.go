@@ -118,8 +118,8 @@ func (p *proxy) Serve(x *Exchange) {
 		}
 		if br != nil {
 			switch {
-			case clientErr != nil || clientGone && !timedOut:
-				br.Cancel(ticket) // nobody learnt anything about the instance
+			case clientErr != nil || clientGone && !timedOut || meshDenied(err):
+				br.Cancel(ticket) // nobody learnt anything about the instance's health
 			case err != nil:
 				br.Done(ticket, false)
 			case svc.breakers.failure(resp.StatusCode):
@@ -133,6 +133,8 @@ func (p *proxy) Serve(x *Exchange) {
 			p.g.metrics.upstream(svc.Name, ep.Address, "client_error")
 		case timedOut:
 			p.g.metrics.upstream(svc.Name, ep.Address, "timeout")
+		case meshDenied(err):
+			p.g.metrics.upstream(svc.Name, ep.Address, codeMeshDenied)
 		case err != nil:
 			p.g.metrics.upstream(svc.Name, ep.Address, "error")
 		default:
@@ -240,6 +242,9 @@ func cancelTicket(b *breaker.Breaker, t breaker.Ticket) {
 // body (if any) can be replayed.
 func (p *proxy) mayRetry(resp *http.Response, err error, body *retry.Body, idempotent bool) bool {
 	replayable := body == nil || body.Replayable()
+	if meshDenied(err) {
+		return false // every instance enforces the same intentions
+	}
 	if err != nil && dialFailed(err) && (body == nil || !body.Started() || replayable) {
 		return true
 	}

@@ -62,6 +62,23 @@ func (c *Consul) Client(t testing.TB) *api.Client {
 // sidecar listens.
 func (c *Consul) RegisterWithSidecar(t testing.TB, name, id, appAddr string) *Sidecar {
 	t.Helper()
+	return c.registerWithSidecar(t, name, id, appAddr, false)
+}
+
+// RegisterWithProxyService is RegisterWithSidecar with the sidecar registered as a
+// service of its own (Kind connect-proxy, Proxy.DestinationServiceID = id) instead
+// of through the app's sidecar_service. The difference shows when a persistent
+// server restarts: an app restored with a sidecar_service gets its sidecar restored
+// with Consul's default checks (a TCP check every 10 s that starts critical), so the
+// sidecar leaves /v1/health/connect for up to ten seconds; a proxy registered on its
+// own comes back with its own check, passing.
+func (c *Consul) RegisterWithProxyService(t testing.TB, name, id, appAddr string) *Sidecar {
+	t.Helper()
+	return c.registerWithSidecar(t, name, id, appAddr, true)
+}
+
+func (c *Consul) registerWithSidecar(t testing.TB, name, id, appAddr string, explicit bool) *Sidecar {
+	t.Helper()
 	host, portStr, err := net.SplitHostPort(appAddr)
 	if err != nil {
 		t.Fatal(err)
@@ -72,17 +89,29 @@ func (c *Consul) RegisterWithSidecar(t testing.TB, name, id, appAddr string) *Si
 		t.Fatal(err)
 	}
 	pub := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
-	reg := &api.AgentServiceRegistration{
-		ID: id, Name: name, Address: host, Port: appPort,
-		Connect: &api.AgentServiceConnect{SidecarService: &api.AgentServiceRegistration{
-			Port: ports[0],
-			Checks: api.AgentServiceChecks{{
-				Name: "sidecar listener", TCP: pub, Interval: "1s", Timeout: "1s", Status: api.HealthPassing,
-			}},
-		}},
+	check := &api.AgentServiceCheck{
+		Name: "sidecar listener", TCP: pub, Interval: "1s", Timeout: "1s", Status: api.HealthPassing,
 	}
-	if err := c.Client(t).Agent().ServiceRegister(reg); err != nil {
-		t.Fatalf("testenv: register %s with a sidecar: %v", id, err)
+	app := &api.AgentServiceRegistration{ID: id, Name: name, Address: host, Port: appPort}
+	regs := []*api.AgentServiceRegistration{app}
+	if explicit {
+		regs = append(regs, &api.AgentServiceRegistration{
+			Kind: api.ServiceKindConnectProxy, ID: id + "-sidecar-proxy", Name: name + "-sidecar-proxy",
+			Address: "127.0.0.1", Port: ports[0], Check: check,
+			Proxy: &api.AgentServiceConnectProxyConfig{
+				DestinationServiceName: name, DestinationServiceID: id,
+				LocalServiceAddress: host, LocalServicePort: appPort,
+			},
+		})
+	} else {
+		app.Connect = &api.AgentServiceConnect{SidecarService: &api.AgentServiceRegistration{
+			Port: ports[0], Checks: api.AgentServiceChecks{check},
+		}}
+	}
+	for _, reg := range regs {
+		if err := c.Client(t).Agent().ServiceRegister(reg); err != nil {
+			t.Fatalf("testenv: register %s with a sidecar: %v", reg.ID, err)
+		}
 	}
 	bin, err := tools.Consul()
 	if err != nil {
