@@ -45,6 +45,9 @@ type Registration struct {
 	// Tags and Meta are registered as given.
 	Tags []string
 	Meta map[string]string
+	// ConnectNative registers a Connect-native service: it speaks mutual TLS
+	// with Connect certificates itself and is listed by /v1/health/connect.
+	ConnectNative bool
 	// CheckURL is the URL of the HTTP health check the agent runs (GET, 2xx is
 	// passing, 429 warning, anything else critical). "" registers no check, and
 	// the instance is then always passing.
@@ -147,6 +150,9 @@ func (r *Registrar) Register(ctx context.Context, reg Registration) error {
 		Port:    reg.Port,
 		Tags:    reg.Tags,
 		Meta:    reg.Meta,
+	}
+	if reg.ConnectNative {
+		svc.Connect = &api.AgentServiceConnect{Native: true}
 	}
 	if reg.CheckURL != "" {
 		interval := cmp.Or(reg.Interval, DefaultCheckInterval)

@@ -19,10 +19,21 @@
 //	-interval   ECHO_CHECK_INTERVAL  health check interval (2s)
 //	-fail       ECHO_FAIL            start with a failing health check
 //	-register   ECHO_REGISTER        register with Consul (true)
+//	-connect    ECHO_CONNECT         Connect-native: serve mutual TLS with a Consul Connect
+//	                                 leaf for -service, allow only what intentions allow
+//	-health-listen ECHO_HEALTH_LISTEN with -connect: plain listener of /health and /admin/*
+//	                                 for Consul's check (default: the listen host, any port)
+//
+// With -connect the service port speaks only mutual TLS: the client must present a
+// Connect certificate that chains to the cluster's roots, and the agent is asked on
+// each new connection whether intentions allow that client; the reply then also
+// carries the client's SPIFFE ID and certificate serial ("peer", "peer_serial").
 package main
 
 import (
+	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -38,6 +49,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/consul/api"
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/infinityxone/gateway/consul"
@@ -72,6 +84,8 @@ type options struct {
 	interval  time.Duration
 	fail      bool
 	register  bool
+	connect   bool
+	health    string // -health-listen
 }
 
 // parseOptions reads flags from args; getenv supplies each flag's default. Usage
@@ -96,6 +110,10 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	if err != nil {
 		return o, fmt.Errorf("ECHO_REGISTER: %w", err)
 	}
+	connect, err := strconv.ParseBool(env("ECHO_CONNECT", "false"))
+	if err != nil {
+		return o, fmt.Errorf("ECHO_CONNECT: %w", err)
+	}
 	var tags string
 	fs := flag.NewFlagSet("echo", flag.ContinueOnError)
 	fs.SetOutput(out)
@@ -108,6 +126,8 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.DurationVar(&o.interval, "interval", interval, "health check interval (ECHO_CHECK_INTERVAL)")
 	fs.BoolVar(&o.fail, "fail", fail, "start with a failing health check (ECHO_FAIL)")
 	fs.BoolVar(&o.register, "register", register, "register with Consul (ECHO_REGISTER)")
+	fs.BoolVar(&o.connect, "connect", connect, "Connect-native: mutual TLS with a Consul Connect leaf, intentions enforced (ECHO_CONNECT)")
+	fs.StringVar(&o.health, "health-listen", env("ECHO_HEALTH_LISTEN", ""), "with -connect: plain listener for /health and /admin/* (ECHO_HEALTH_LISTEN; default: the listen host, any port)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -134,38 +154,64 @@ func run(ctx context.Context, o options, logger hclog.Logger, started func(addr 
 		return err
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
+	listenHost, _, _ := net.SplitHostPort(o.listen)
 	host := o.advertise
 	if host == "" {
-		listenHost, _, _ := net.SplitHostPort(o.listen)
 		host = advertiseHost(listenHost)
 	}
 	id := o.id
 	if id == "" {
 		id = consul.ServiceID(o.service, host, port)
 	}
+	logger = logger.With("service", o.service, "id", id)
 	e := &echo{service: o.service, id: id}
 	e.healthy.Store(!o.fail)
+
+	var client *api.Client
+	if o.register || o.connect {
+		if client, err = consul.NewClient(consul.Config{Address: o.consul, Logger: logger}); err != nil {
+			ln.Close()
+			return err
+		}
+	}
+	checkAddr := net.JoinHostPort(host, strconv.Itoa(port)) // where Consul's check reaches /health
+	var health *http.Server
+	if o.connect {
+		tlsConf, stopCerts, err := meshTLS(ctx, o.service, client, logger)
+		if err != nil || tlsConf == nil { // nil: told to stop while waiting for the leaf
+			ln.Close()
+			return err
+		}
+		defer stopCerts()
+		ln = tls.NewListener(ln, tlsConf)
+		hl, err := net.Listen("tcp", cmp.Or(o.health, net.JoinHostPort(listenHost, "0")))
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		checkAddr = net.JoinHostPort(host, strconv.Itoa(hl.Addr().(*net.TCPAddr).Port))
+		health = &http.Server{Handler: e.healthRoutes(), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = health.Serve(hl) }()
+		defer health.Close()
+		logger.Info("health listener", "address", hl.Addr().String())
+	}
 	srv := &http.Server{Handler: e.routes(), ReadHeaderTimeout: 5 * time.Second}
+	if o.connect {
+		srv.ErrorLog = logger.Named("tls").StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug})
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	logger = logger.With("service", o.service, "id", id)
-	logger.Info("listening", "address", ln.Addr().String(), "healthy", !o.fail)
+	logger.Info("listening", "address", ln.Addr().String(), "healthy", !o.fail, "connect", o.connect)
 
 	var (
 		reg      *consul.Registrar
 		stopKeep = func() {}
 	)
 	if o.register {
-		client, err := consul.NewClient(consul.Config{Address: o.consul, Logger: logger})
-		if err != nil {
-			_ = srv.Close()
-			return err
-		}
 		reg = consul.NewRegistrar(client.Agent(), logger)
 		registration := consul.Registration{
 			ID: id, Service: o.service, Address: host, Port: port, Tags: o.tags,
-			CheckURL: "http://" + net.JoinHostPort(host, strconv.Itoa(port)) + "/health",
-			Interval: o.interval,
+			CheckURL: "http://" + checkAddr + "/health", Interval: o.interval, ConnectNative: o.connect,
 		}
 		err = registerUntilDone(ctx, reg, registration, logger)
 		if err != nil {
@@ -206,6 +252,27 @@ func run(ctx context.Context, o options, logger hclog.Logger, started func(addr 
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return srv.Shutdown(sctx)
+}
+
+// meshTLS follows the Connect leaf of service and the CA roots (the same code the
+// gateway uses, package consul) and returns the server TLS config of a
+// Connect-native service once both have arrived, with the function that stops
+// following them. It returns a nil config if ctx ends first.
+func meshTLS(ctx context.Context, service string, client *api.Client, logger hclog.Logger) (*tls.Config, func(), error) {
+	certs, err := consul.NewCerts(client.Agent(), consul.ConnectOptions{Service: service, Logger: logger})
+	if err != nil {
+		return nil, nil, err
+	}
+	go func() { _ = certs.Run(context.WithoutCancel(ctx)) }()
+	select {
+	case <-certs.Ready():
+	case <-ctx.Done():
+		certs.Stop()
+		return nil, nil, nil
+	}
+	leaf := certs.Leaf()
+	logger.Info("connect-native", "uri", leaf.URI.String(), "serial", leaf.Serial)
+	return certs.ServerTLS(client.Agent()), certs.Stop, nil
 }
 
 // registerUntilDone registers with the agent, retrying while the agent is not
@@ -251,11 +318,24 @@ type echo struct {
 }
 
 func (e *echo) routes() http.Handler {
+	mux := e.healthMux()
+	mux.HandleFunc("/", e.echo)
+	return mux
+}
+
+// healthRoutes serves /health and /admin/* only: the plain listener of a
+// Connect-native instance, for Consul's check.
+func (e *echo) healthRoutes() http.Handler {
+	mux := e.healthMux()
+	mux.HandleFunc("/", http.NotFound)
+	return mux
+}
+
+func (e *echo) healthMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", e.health)
 	mux.HandleFunc("POST /admin/fail", func(w http.ResponseWriter, r *http.Request) { e.setHealthy(w, false) })
 	mux.HandleFunc("POST /admin/pass", func(w http.ResponseWriter, r *http.Request) { e.setHealthy(w, true) })
-	mux.HandleFunc("/", e.echo)
 	return mux
 }
 
@@ -282,13 +362,25 @@ type echoReply struct {
 	Host       string      `json:"host"`
 	RemoteAddr string      `json:"remote_addr"`
 	Headers    http.Header `json:"headers"`
+	// Peer and PeerSerial are the mesh client's SPIFFE ID and certificate serial
+	// (with -connect).
+	Peer       string `json:"peer,omitempty"`
+	PeerSerial string `json:"peer_serial,omitempty"`
 }
 
 func (e *echo) echo(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, echoReply{
+	reply := echoReply{
 		Service: e.service, Instance: e.id, Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
 		Host: r.Host, RemoteAddr: r.RemoteAddr, Headers: r.Header,
-	})
+	}
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		pc := r.TLS.PeerCertificates[0]
+		if len(pc.URIs) > 0 {
+			reply.Peer = pc.URIs[0].String()
+		}
+		reply.PeerSerial = pc.SerialNumber.Text(16)
+	}
+	writeJSON(w, http.StatusOK, reply)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -247,3 +247,80 @@ func mustPort(t *testing.T, addr string) int {
 	}
 	return n
 }
+
+// TestConnectNative runs the service Connect-native against a real agent: it is listed
+// by /v1/health/connect, serves only mutual TLS to clients that intentions allow, and
+// tells the client's SPIFFE ID back.
+func TestConnectNative(t *testing.T) {
+	agent := testenv.StartConsul(t)
+	client, err := consul.NewClient(consul.Config{Address: agent.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addrc := make(chan string, 1)
+	done := make(chan error, 1)
+	opts := options{listen: "127.0.0.1:0", service: "native", consul: agent.Addr, interval: time.Second, register: true, connect: true}
+	go func() { done <- run(ctx, opts, hclog.NewNullLogger(), func(a string) { addrc <- a }) }()
+	var addr string
+	select {
+	case addr = <-addrc:
+	case err := <-done:
+		t.Fatalf("run: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("not registered within 30s")
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		entries, _, err := client.Health().Connect("native", "", true, nil)
+		if err == nil && len(entries) == 1 && entries[0].Service.Port == mustPort(t, addr) && entries[0].Service.Connect.Native {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not passing in /v1/health/connect/native: %v %v", entries, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	gw, err := consul.NewCerts(client.Agent(), consul.ConnectOptions{Service: "gateway"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = gw.Run(ctx) }()
+	defer gw.Stop()
+	<-gw.Ready()
+	get := func() (map[string]any, error) {
+		c := &http.Client{Transport: &http.Transport{DialContext: gw.Dialer("native", "", nil).DialContext}, Timeout: 10 * time.Second}
+		resp, err := c.Get("http://" + addr + "/hello")
+		if err != nil {
+			return nil, consul.ClassifyMeshError(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]any
+		return body, json.NewDecoder(resp.Body).Decode(&body)
+	}
+	body, err := get()
+	if err != nil || body["path"] != "/hello" || !strings.HasSuffix(body["peer"].(string), "/svc/gateway") || body["peer_serial"] == "" {
+		t.Fatalf("mesh request: %v %v", body, err)
+	}
+	// Go's TLS server answers a plain request 400 ("client sent an HTTP request to an HTTPS server").
+	if resp, err := http.Get("http://" + addr + "/hello"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("plain HTTP on the mesh port: %d", resp.StatusCode)
+		}
+	}
+	agent.Intention(t, "gateway", "native", "deny")
+	if _, err := get(); !errors.Is(err, consul.ErrMeshDenied) {
+		t.Fatalf("denied: %v", err)
+	}
+	agent.Intention(t, "gateway", "native", "allow")
+	if _, err := get(); err != nil {
+		t.Fatalf("allowed again: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+}
