@@ -113,12 +113,21 @@ func (c *Consul) registerWithSidecar(t testing.TB, name, id, appAddr string, exp
 			t.Fatalf("testenv: register %s with a sidecar: %v", reg.ID, err)
 		}
 	}
+	return c.StartSidecar(t, id, pub)
+}
+
+// StartSidecar starts `consul connect proxy -sidecar-for serviceID` for an instance
+// registered with a sidecar (by the caller, e.g. through consul.Registration's
+// SidecarPort), and returns once it accepts connections on publicAddr.
+func (c *Consul) StartSidecar(t testing.TB, serviceID, publicAddr string) *Sidecar {
+	t.Helper()
 	bin, err := tools.Consul()
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
+	id := serviceID
 	s := &Sidecar{
-		ServiceID: id, ProxyID: id + "-sidecar-proxy", Addr: pub,
+		ServiceID: id, ProxyID: id + "-sidecar-proxy", Addr: publicAddr,
 		t: t, bin: bin, agent: c.Addr,
 		logPath: filepath.Join(t.TempDir(), "sidecar-"+id+".log"),
 	}

@@ -21,8 +21,13 @@
 //	-register   ECHO_REGISTER        register with Consul (true)
 //	-connect    ECHO_CONNECT         Connect-native: serve mutual TLS with a Consul Connect
 //	                                 leaf for -service, allow only what intentions allow
-//	-health-listen ECHO_HEALTH_LISTEN with -connect: plain listener of /health and /admin/*
-//	                                 for Consul's check (default: the listen host, any port)
+//	-health-listen ECHO_HEALTH_LISTEN plain listener of /health and /admin/* for Consul's
+//	                                 check (with -connect, default: the listen host, any port)
+//	-sidecar-port  ECHO_SIDECAR_PORT register a sidecar_service for `consul connect proxy
+//	                                 -sidecar-for ID` listening on ADVERTISE:PORT; with a
+//	                                 loopback -listen and no -advertise, ADVERTISE is the
+//	                                 first non-loopback IPv4 address (the app is reachable
+//	                                 only through its sidecar)
 //
 // With -connect the service port speaks only mutual TLS: the client must present a
 // Connect certificate that chains to the cluster's roots, and the agent is asked on
@@ -86,6 +91,7 @@ type options struct {
 	register  bool
 	connect   bool
 	health    string // -health-listen
+	sidecar   int    // -sidecar-port
 }
 
 // parseOptions reads flags from args; getenv supplies each flag's default. Usage
@@ -114,6 +120,10 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	if err != nil {
 		return o, fmt.Errorf("ECHO_CONNECT: %w", err)
 	}
+	sidecar, err := strconv.Atoi(env("ECHO_SIDECAR_PORT", "0"))
+	if err != nil {
+		return o, fmt.Errorf("ECHO_SIDECAR_PORT: %w", err)
+	}
 	var tags string
 	fs := flag.NewFlagSet("echo", flag.ContinueOnError)
 	fs.SetOutput(out)
@@ -127,6 +137,7 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.BoolVar(&o.fail, "fail", fail, "start with a failing health check (ECHO_FAIL)")
 	fs.BoolVar(&o.register, "register", register, "register with Consul (ECHO_REGISTER)")
 	fs.BoolVar(&o.connect, "connect", connect, "Connect-native: mutual TLS with a Consul Connect leaf, intentions enforced (ECHO_CONNECT)")
+	fs.IntVar(&o.sidecar, "sidecar-port", sidecar, "register a sidecar_service on this port for `consul connect proxy -sidecar-for ID` (ECHO_SIDECAR_PORT)")
 	fs.StringVar(&o.health, "health-listen", env("ECHO_HEALTH_LISTEN", ""), "with -connect: plain listener for /health and /admin/* (ECHO_HEALTH_LISTEN; default: the listen host, any port)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -142,6 +153,9 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	if o.service == "" {
 		return o, errors.New("-service is empty")
 	}
+	if o.sidecar != 0 && o.connect {
+		return o, errors.New("-sidecar-port and -connect exclude each other: a Connect-native service needs no sidecar")
+	}
 	return o, nil
 }
 
@@ -156,7 +170,10 @@ func run(ctx context.Context, o options, logger hclog.Logger, started func(addr 
 	port := ln.Addr().(*net.TCPAddr).Port
 	listenHost, _, _ := net.SplitHostPort(o.listen)
 	host := o.advertise
-	if host == "" {
+	switch {
+	case host == "" && o.sidecar != 0 && isLoopback(listenHost):
+		host = advertiseHost("") // others reach the sidecar, not the loopback app
+	case host == "":
 		host = advertiseHost(listenHost)
 	}
 	id := o.id
@@ -176,14 +193,16 @@ func run(ctx context.Context, o options, logger hclog.Logger, started func(addr 
 	}
 	checkAddr := net.JoinHostPort(host, strconv.Itoa(port)) // where Consul's check reaches /health
 	var health *http.Server
-	if o.connect {
-		tlsConf, stopCerts, err := meshTLS(ctx, o.service, client, logger)
-		if err != nil || tlsConf == nil { // nil: told to stop while waiting for the leaf
-			ln.Close()
-			return err
+	if o.connect || o.health != "" {
+		if o.connect {
+			tlsConf, stopCerts, err := meshTLS(ctx, o.service, client, logger)
+			if err != nil || tlsConf == nil { // nil: told to stop while waiting for the leaf
+				ln.Close()
+				return err
+			}
+			defer stopCerts()
+			ln = tls.NewListener(ln, tlsConf)
 		}
-		defer stopCerts()
-		ln = tls.NewListener(ln, tlsConf)
 		hl, err := net.Listen("tcp", cmp.Or(o.health, net.JoinHostPort(listenHost, "0")))
 		if err != nil {
 			ln.Close()
@@ -212,6 +231,7 @@ func run(ctx context.Context, o options, logger hclog.Logger, started func(addr 
 		registration := consul.Registration{
 			ID: id, Service: o.service, Address: host, Port: port, Tags: o.tags,
 			CheckURL: "http://" + checkAddr + "/health", Interval: o.interval, ConnectNative: o.connect,
+			SidecarPort: o.sidecar,
 		}
 		err = registerUntilDone(ctx, reg, registration, logger)
 		if err != nil {
@@ -308,6 +328,12 @@ func advertiseHost(listenHost string) string {
 		}
 	}
 	return "127.0.0.1"
+}
+
+// isLoopback reports whether host is a loopback address or "localhost".
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
 }
 
 // echo is the HTTP side of the service.

@@ -324,3 +324,67 @@ func TestConnectNative(t *testing.T) {
 		t.Fatalf("run: %v", err)
 	}
 }
+
+// TestBehindSidecar runs the service on loopback with -sidecar-port: it registers a
+// sidecar_service, and Consul's built-in proxy started for it carries mesh traffic.
+func TestBehindSidecar(t *testing.T) {
+	agent := testenv.StartConsul(t)
+	client, err := consul.NewClient(consul.Config{Address: agent.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // a free port for the sidecar
+	if err != nil {
+		t.Fatal(err)
+	}
+	sidecarPort := mustPort(t, ln.Addr().String())
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addrc := make(chan string, 1)
+	done := make(chan error, 1)
+	opts := options{listen: "127.0.0.1:0", advertise: "127.0.0.1", service: "web", id: "web-1", consul: agent.Addr,
+		interval: time.Second, register: true, sidecar: sidecarPort}
+	go func() { done <- run(ctx, opts, hclog.NewNullLogger(), func(a string) { addrc <- a }) }()
+	select {
+	case <-addrc:
+	case err := <-done:
+		t.Fatalf("run: %v", err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("not registered within 15s")
+	}
+	sc := agent.StartSidecar(t, "web-1", net.JoinHostPort("127.0.0.1", strconv.Itoa(sidecarPort)))
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		entries, _, err := client.Health().Connect("web", "", true, nil)
+		if err == nil && len(entries) == 1 && entries[0].Service.Port == sidecarPort {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sidecar not passing in /v1/health/connect/web: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	gw, err := consul.NewCerts(client.Agent(), consul.ConnectOptions{Service: "gateway"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = gw.Run(ctx) }()
+	defer gw.Stop()
+	<-gw.Ready()
+	c := &http.Client{Transport: &http.Transport{DialContext: gw.Dialer("web", "", nil).DialContext}, Timeout: 10 * time.Second}
+	resp, err := c.Get("http://" + sc.Addr + "/through")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body map[string]any
+	err = json.NewDecoder(resp.Body).Decode(&body)
+	resp.Body.Close()
+	if err != nil || body["path"] != "/through" || body["instance"] != "web-1" {
+		t.Fatalf("through the sidecar: %v %v", body, err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+}
