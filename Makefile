@@ -6,12 +6,13 @@
 #   make bench   Go benchmarks and the end-to-end load table (bench/e2e)
 #   make lint    gofmt and go vet
 #   make stack   the docker-compose topology as local processes (no Docker needed)
+#   make stack-mesh  the same, with users and orders behind Consul Connect sidecars
 
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: tools test run build bench lint stack
+.PHONY: tools test run build bench lint stack stack-mesh
 
 tools:
 	bash scripts/install-tools.sh
@@ -45,3 +46,9 @@ lint:
 stack: tools
 	$(GO) build -o bin/stack ./scripts/stack
 	./bin/stack $(STACK_FLAGS)
+
+# The mesh variant (docker-compose.mesh.yml): every echo instance on loopback behind
+# `consul connect proxy -sidecar-for ID`, the replicas on deploy/gateway-mesh.hcl.
+stack-mesh: tools
+	$(GO) build -o bin/stack ./scripts/stack
+	./bin/stack -mesh $(STACK_FLAGS)
