@@ -26,6 +26,12 @@ type ConnectAPI interface {
 	ConnectCALeaf(serviceID string, q *api.QueryOptions) (*api.LeafCert, *api.QueryMeta, error)
 }
 
+// IntentionAPI is the call that follows the intentions naming an identity as their
+// source. *api.Connect (client.Connect()) implements it.
+type IntentionAPI interface {
+	IntentionMatch(args *api.IntentionMatch, q *api.QueryOptions) (map[string][]*api.Intention, *api.QueryMeta, error)
+}
+
 // Leaf is one leaf certificate of a Connect service identity, as the agent issued it.
 // A *Leaf handed out by Certs is never modified.
 type Leaf struct {
@@ -63,9 +69,14 @@ type ConnectObserver interface {
 	LeafUpdated(leaf *Leaf, rotated bool)
 	// RootsUpdated is called with each changed root set; rotated is false for the first.
 	RootsUpdated(roots *Roots, rotated bool)
-	// ConnectFailed follows each failed query ("leaf" or "roots") with the wait
-	// before the next try.
+	// ConnectFailed follows each failed query ("leaf", "roots" or "intentions")
+	// with the wait before the next try.
 	ConnectFailed(kind string, err error, retryIn time.Duration)
+	// IntentionsChanged is called when an intention whose source is this identity
+	// was created, changed or deleted (with ConnectOptions.Intentions).
+	// Destinations check intentions only when a connection opens, so a client
+	// that wants a change to apply at once opens fresh connections.
+	IntentionsChanged()
 }
 
 // NopConnectObserver does nothing; embed it to implement only some methods.
@@ -80,6 +91,9 @@ func (NopConnectObserver) RootsUpdated(*Roots, bool) {}
 // ConnectFailed does nothing.
 func (NopConnectObserver) ConnectFailed(string, error, time.Duration) {}
 
+// IntentionsChanged does nothing.
+func (NopConnectObserver) IntentionsChanged() {}
+
 // ConnectOptions configure a Certs. Zero values mean the documented defaults.
 type ConnectOptions struct {
 	// Service is the mesh identity: the service name the leaf certificate is
@@ -93,6 +107,12 @@ type ConnectOptions struct {
 	MaxBackoff time.Duration
 	// Observer is told about new leaves and roots and failed queries. nil: none.
 	Observer ConnectObserver
+	// Intentions, when set (client.Connect()), also follows the intentions whose
+	// source is Service (/v1/connect/intentions/match?by=source) and calls
+	// Observer.IntentionsChanged when they change. Reading them needs intentions
+	// read permission; if the token lacks it, this one query stops (logged once)
+	// and the rest works on. nil: intentions are not followed.
+	Intentions IntentionAPI
 	// Logger receives rotations (info) and failures (warn). nil: no logging.
 	Logger hclog.Logger
 	// Clock is the time source of the loops. nil: the wall clock.
@@ -116,6 +136,9 @@ type Certs struct {
 	ready     chan struct{} // closed once both a leaf and roots arrived
 	readyOnce sync.Once
 	done      chan struct{} // closed when Run returns
+
+	intentions string // fingerprint of the last intentions answer; owned by its loop
+	intSeen    bool
 
 	mu       sync.Mutex
 	started  bool
@@ -198,6 +221,10 @@ func (c *Certs) Run(ctx context.Context) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); c.loop(ctx, "roots", c.queryRoots) }()
 	go func() { defer wg.Done(); c.loop(ctx, "leaf", c.queryLeaf) }()
+	if c.opts.Intentions != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.loop(ctx, "intentions", c.queryIntentions) }()
+	}
 	wg.Wait()
 	return nil
 }
@@ -272,6 +299,34 @@ func (c *Certs) queryLeaf(q *api.QueryOptions) (uint64, error) {
 	return meta.LastIndex, nil
 }
 
+// queryIntentions makes one query of the intentions whose source is this identity
+// and tells the observer when they changed.
+func (c *Certs) queryIntentions(q *api.QueryOptions) (uint64, error) {
+	m, meta, err := c.opts.Intentions.IntentionMatch(&api.IntentionMatch{By: api.IntentionMatchSource, Names: []string{c.opts.Service}}, q)
+	if err != nil {
+		return 0, classify(fmt.Sprintf("intentions with source %q", c.opts.Service), err)
+	}
+	if meta == nil {
+		return 0, errors.New("consul: intentions: answer without query metadata")
+	}
+	var keys []string
+	for _, ixns := range m {
+		for _, ixn := range ixns {
+			if ixn != nil {
+				keys = append(keys, fmt.Sprintf("%s/%s/%s/%d", ixn.ID, ixn.DestinationName, ixn.Action, ixn.ModifyIndex))
+			}
+		}
+	}
+	slices.Sort(keys)
+	fp := strings.Join(keys, ",")
+	if c.intSeen && fp != c.intentions {
+		c.log.Info("intentions naming this identity changed", "intentions", len(keys))
+		c.notify(c.obs.IntentionsChanged)
+	}
+	c.intentions, c.intSeen = fp, true
+	return meta.LastIndex, nil
+}
+
 func (c *Certs) checkReady() {
 	if c.leaf.Load() != nil && c.roots.Load() != nil {
 		c.readyOnce.Do(func() { close(c.ready) })
@@ -299,6 +354,10 @@ func (c *Certs) loop(ctx context.Context, kind string, query func(*api.QueryOpti
 			return
 		}
 		c.setErr(kind, err)
+		if err != nil && kind == "intentions" && errors.Is(err, ErrACL) {
+			log.Warn("cannot read the intentions naming this identity; an intention change applies when a connection opens", "error", err)
+			return
+		}
 		if err != nil {
 			failures++
 			wait := backoffFor(failures, c.opts.MinBackoff, c.opts.MaxBackoff, rand.Float64())
@@ -332,9 +391,10 @@ func (c *Certs) loop(ctx context.Context, kind string, query func(*api.QueryOpti
 func (c *Certs) setErr(kind string, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if kind == "leaf" {
+	switch kind {
+	case "leaf":
 		c.leafErr = err
-	} else {
+	case "roots":
 		c.rootsErr = err
 	}
 }

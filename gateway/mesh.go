@@ -58,10 +58,11 @@ func newMesh(g *Gateway, client *api.Client, cfg *config.Connect, wait time.Dura
 	m.rotations.WithLabelValues("leaf")
 	m.rotations.WithLabelValues("roots")
 	certs, err := consul.NewCerts(client.Agent(), consul.ConnectOptions{
-		Service:  cfg.ServiceName,
-		WaitTime: wait,
-		Observer: meshObserver{m},
-		Logger:   g.log.Named("consul"),
+		Service:    cfg.ServiceName,
+		Intentions: client.Connect(),
+		WaitTime:   wait,
+		Observer:   meshObserver{m},
+		Logger:     g.log.Named("consul"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: connect: %w", cfg.Pos, err)
@@ -102,9 +103,10 @@ func (m *mesh) transport(g *Gateway, label, svc, dc string, tc config.Transport)
 	return t
 }
 
-// leafRotated moves every Connect service to fresh connections, so the new leaf is the
-// one presented from now on; requests in flight finish on their old connections.
-func (m *mesh) leafRotated() {
+// renewAll moves every Connect service to fresh connections: the new leaf is presented,
+// and intentions are checked again, from now on; requests in flight finish on their old
+// connections.
+func (m *mesh) renewAll() {
 	m.mu.Lock()
 	ts := append([]*meshTransport(nil), m.transports...)
 	m.mu.Unlock()
@@ -119,7 +121,7 @@ type meshObserver struct{ m *mesh }
 func (o meshObserver) LeafUpdated(_ *consul.Leaf, rotated bool) {
 	if rotated {
 		o.m.rotations.WithLabelValues("leaf").Inc()
-		o.m.leafRotated()
+		o.m.renewAll()
 	}
 }
 
@@ -130,6 +132,10 @@ func (o meshObserver) RootsUpdated(_ *consul.Roots, rotated bool) {
 }
 
 func (meshObserver) ConnectFailed(string, error, time.Duration) {}
+
+// IntentionsChanged opens fresh connections: destinations check intentions only when
+// a connection opens, so without this a deny would wait for pooled connections to idle out.
+func (o meshObserver) IntentionsChanged() { o.m.renewAll() }
 
 // meshTransport is a pooled transport whose connections all carry the current leaf:
 // when the leaf rotates, renew swaps in a fresh *http.Transport and closes the old
