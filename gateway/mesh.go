@@ -138,13 +138,21 @@ func (meshObserver) ConnectFailed(string, error, time.Duration) {}
 func (o meshObserver) IntentionsChanged() { o.m.renewAll() }
 
 // meshTransport is a pooled transport whose connections all carry the current leaf:
-// when the leaf rotates, renew swaps in a fresh *http.Transport and closes the old
-// one's idle connections (its busy ones finish their request and then idle out).
-// Errors of a refusal by the upstream wrap consul.ErrMeshDenied.
+// when the leaf rotates (or intentions change), renew swaps in a fresh *http.Transport
+// and closes the old one's idle connections; its busy ones finish their request and
+// then idle out, or are closed by the next renew or CloseIdleConnections. Errors of a
+// refusal by the upstream wrap consul.ErrMeshDenied.
 type meshTransport struct {
 	build func() *http.Transport
 	cur   atomic.Pointer[http.Transport]
+
+	mu      sync.Mutex
+	retired []*http.Transport // replaced transports whose connections may still be busy
 }
+
+// maxRetired bounds the replaced transports kept for closing: older ones have had a
+// whole idle_conn_timeout (or many renewals) to finish.
+const maxRetired = 8
 
 // RoundTrip sends req on the current transport.
 func (t *meshTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -156,12 +164,31 @@ func (t *meshTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// CloseIdleConnections closes the idle connections of the current transport.
-func (t *meshTransport) CloseIdleConnections() { t.cur.Load().CloseIdleConnections() }
+// CloseIdleConnections closes the idle connections of the current transport and of
+// the replaced ones.
+func (t *meshTransport) CloseIdleConnections() {
+	t.mu.Lock()
+	retired := t.retired
+	t.retired = nil
+	t.mu.Unlock()
+	for _, r := range retired {
+		r.CloseIdleConnections()
+	}
+	t.cur.Load().CloseIdleConnections()
+}
 
 func (t *meshTransport) renew() {
 	old := t.cur.Swap(t.build())
-	old.CloseIdleConnections()
+	t.mu.Lock()
+	retired := append(t.retired, old)
+	if len(retired) > maxRetired {
+		retired = retired[len(retired)-maxRetired:]
+	}
+	t.retired = retired
+	t.mu.Unlock()
+	for _, r := range retired {
+		r.CloseIdleConnections()
+	}
 }
 
 // meshNotReady is why the gateway is not ready on the mesh's account ("" when it is):
