@@ -430,3 +430,38 @@ func TestNewCertsValidates(t *testing.T) {
 		t.Fatalf("no service: %v", err)
 	}
 }
+
+// TestBuildInstancesConnect: a Connect answer keeps sidecars and Connect-native
+// instances and nothing else; a plain answer keeps neither kind of proxy.
+func TestBuildInstancesConnect(t *testing.T) {
+	sidecar := entry("web-1-sidecar-proxy", "n1", "10.0.0.1", "10.0.0.1", 21000)
+	sidecar.Service.Kind = api.ServiceKindConnectProxy
+	native := entry("web-2", "n1", "10.0.0.1", "10.0.0.1", 8443)
+	native.Service.Connect = &api.AgentServiceConnect{Native: true}
+	plain := entry("web-3", "n1", "10.0.0.1", "10.0.0.1", 8080)
+	gw := entry("mesh-gw", "n1", "10.0.0.1", "10.0.0.1", 8443)
+	gw.Service.Kind = api.ServiceKindMeshGateway
+	entries := []*api.ServiceEntry{sidecar, native, plain, gw}
+
+	got, skips := buildInstances(entries, true)
+	var ids []string
+	for _, in := range got {
+		ids = append(ids, in.ID)
+	}
+	if len(ids) != 2 || ids[0] != "web-1-sidecar-proxy" || ids[1] != "web-2" || len(skips) != 2 {
+		t.Fatalf("connect: %v, skipped %v", ids, skips)
+	}
+	got, _ = buildInstances(entries, false)
+	if len(got) != 2 || got[0].ID != "web-2" || got[1].ID != "web-3" {
+		t.Fatalf("plain: %+v", got)
+	}
+}
+
+// TestWatcherConnectNeedsConnectAPI: a Connect watcher refuses a HealthAPI without
+// ConnectMultipleTags.
+func TestWatcherConnectNeedsConnectAPI(t *testing.T) {
+	h := newFakeHealth(newFakeClock())
+	if _, err := NewWatcher(h, WatchOptions{Service: "web", Connect: true}); !errors.Is(err, ErrInvalidOptions) {
+		t.Fatalf("err %v", err)
+	}
+}
