@@ -147,7 +147,7 @@ func (d *discovery) stop() {
 		w.Stop()
 	}
 	if d.mesh != nil {
-		d.mesh.certs.Stop()
+		d.mesh.stop()
 	}
 	d.wg.Wait()
 }

@@ -46,7 +46,15 @@ type mesh struct {
 
 	mu         sync.Mutex
 	transports []*meshTransport
+	settle     *time.Timer // the second renewal after an intention change; nil when none
+	stopped    bool
 }
+
+// intentionSettle is how long after an intention change the mesh services get fresh
+// connections a second time: a destination's agent answers authorizations from its own
+// cache of intentions, which may learn of the change a moment after the gateway does,
+// and a connection it allowed in that moment would stay open.
+const intentionSettle = 2 * time.Second
 
 // newMesh builds the Connect identity cfg.ServiceName on the discovery's client and
 // registers its metrics.
@@ -134,8 +142,32 @@ func (o meshObserver) RootsUpdated(_ *consul.Roots, rotated bool) {
 func (meshObserver) ConnectFailed(string, error, time.Duration) {}
 
 // IntentionsChanged opens fresh connections: destinations check intentions only when
-// a connection opens, so without this a deny would wait for pooled connections to idle out.
-func (o meshObserver) IntentionsChanged() { o.m.renewAll() }
+// a connection opens, so without this a deny would wait for pooled connections to idle
+// out. It does so again intentionSettle later.
+func (o meshObserver) IntentionsChanged() {
+	m := o.m
+	m.renewAll()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stopped {
+		return
+	}
+	if m.settle != nil {
+		m.settle.Stop()
+	}
+	m.settle = time.AfterFunc(intentionSettle, m.renewAll)
+}
+
+// stop ends the Connect queries and any pending renewal.
+func (m *mesh) stop() {
+	m.certs.Stop()
+	m.mu.Lock()
+	m.stopped = true
+	if m.settle != nil {
+		m.settle.Stop()
+	}
+	m.mu.Unlock()
+}
 
 // meshTransport is a pooled transport whose connections all carry the current leaf:
 // when the leaf rotates (or intentions change), renew swaps in a fresh *http.Transport
