@@ -373,8 +373,9 @@ func TestMesh(t *testing.T) {
 func TestMeshSurvivesAgentRestart(t *testing.T) {
 	agent := testenv.StartConsulServer(t)
 	users := serveMeshBackend(t, "users", nil)
-	// Registered on its own, the sidecar comes back from the restart with its own
-	// passing check (see RegisterWithProxyService).
+	// Registered on its own and without a check, the sidecar stays in the passing list
+	// across the restart, where a restored check would start critical for a moment (see
+	// RegisterWithProxyService): this test is about the mesh, not about health checks.
 	agent.RegisterWithProxyService(t, "users", "users-1", users.addr)
 	orders := nativeBackend(t, agent, "orders", "orders")
 

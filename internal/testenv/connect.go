@@ -67,11 +67,12 @@ func (c *Consul) RegisterWithSidecar(t testing.TB, name, id, appAddr string) *Si
 
 // RegisterWithProxyService is RegisterWithSidecar with the sidecar registered as a
 // service of its own (Kind connect-proxy, Proxy.DestinationServiceID = id) instead
-// of through the app's sidecar_service. The difference shows when a persistent
-// server restarts: an app restored with a sidecar_service gets its sidecar restored
-// with Consul's default checks (a TCP check every 10 s that starts critical), so the
-// sidecar leaves /v1/health/connect for up to ten seconds; a proxy registered on its
-// own comes back with its own check, passing.
+// of through the app's sidecar_service, and without a check. The difference shows
+// when a persistent server restarts: an app restored with a sidecar_service gets its
+// sidecar restored with Consul's default checks (a TCP check every 10 s), and every
+// restored check starts critical until it first runs, so the sidecar would leave
+// /v1/health/connect for a moment; a proxy registered on its own without a check
+// stays passing throughout.
 func (c *Consul) RegisterWithProxyService(t testing.TB, name, id, appAddr string) *Sidecar {
 	t.Helper()
 	return c.registerWithSidecar(t, name, id, appAddr, true)
@@ -97,7 +98,7 @@ func (c *Consul) registerWithSidecar(t testing.TB, name, id, appAddr string, exp
 	if explicit {
 		regs = append(regs, &api.AgentServiceRegistration{
 			Kind: api.ServiceKindConnectProxy, ID: id + "-sidecar-proxy", Name: name + "-sidecar-proxy",
-			Address: "127.0.0.1", Port: ports[0], Check: check,
+			Address: "127.0.0.1", Port: ports[0],
 			Proxy: &api.AgentServiceConnectProxyConfig{
 				DestinationServiceName: name, DestinationServiceID: id,
 				LocalServiceAddress: host, LocalServicePort: appPort,
