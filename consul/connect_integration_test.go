@@ -96,9 +96,15 @@ func TestConnectWithRealAgent(t *testing.T) {
 	for _, dst := range []string{"users", "orders"} {
 		addr := map[string]string{"users": sidecar.Addr, "orders": oaddr}[dst]
 		agent.Intention(t, "gateway", dst, "deny")
-		if _, err := get(dst, addr); !errors.Is(err, ErrMeshDenied) {
-			t.Fatalf("%s denied: err %v, want ErrMeshDenied", dst, err)
-		}
+		// Each get is a new connection; the destination's agent may learn of the
+		// intention a moment after it was written.
+		waitFor(t, dst+" denied", func() bool {
+			_, err := get(dst, addr)
+			if err != nil && !errors.Is(err, ErrMeshDenied) {
+				t.Fatalf("%s denied: err %v, want ErrMeshDenied", dst, err)
+			}
+			return err != nil
+		})
 		agent.Intention(t, "gateway", dst, "allow")
 		waitFor(t, dst+" allowed again", func() bool { _, err := get(dst, addr); return err == nil })
 	}

@@ -311,13 +311,31 @@ func TestConnectNative(t *testing.T) {
 			t.Fatalf("plain HTTP on the mesh port: %d", resp.StatusCode)
 		}
 	}
+	// Each get is a new connection; the agent may learn of an intention a moment after
+	// it was written.
 	agent.Intention(t, "gateway", "native", "deny")
-	if _, err := get(); !errors.Is(err, consul.ErrMeshDenied) {
-		t.Fatalf("denied: %v", err)
+	deadline = time.Now().Add(15 * time.Second)
+	for {
+		_, err := get()
+		if errors.Is(err, consul.ErrMeshDenied) {
+			break
+		}
+		if err != nil || time.Now().After(deadline) {
+			t.Fatalf("denied: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	agent.Intention(t, "gateway", "native", "allow")
-	if _, err := get(); err != nil {
-		t.Fatalf("allowed again: %v", err)
+	deadline = time.Now().Add(15 * time.Second)
+	for {
+		_, err := get()
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, consul.ErrMeshDenied) || time.Now().After(deadline) {
+			t.Fatalf("allowed again: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	cancel()
 	if err := <-done; err != nil {
