@@ -465,3 +465,82 @@ func TestWatcherConnectNeedsConnectAPI(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+// fakeIntentions answers IntentionMatch from a script of answers, blocking like
+// fakeConnect once the script is spent.
+type fakeIntentions struct {
+	f     *fakeConnect // shares its index and wake-ups
+	mu    sync.Mutex
+	ixns  []*api.Intention
+	err     error
+	calls   atomic.Int64
+	refused atomic.Int64
+}
+
+func (fi *fakeIntentions) IntentionMatch(args *api.IntentionMatch, q *api.QueryOptions) (map[string][]*api.Intention, *api.QueryMeta, error) {
+	fi.calls.Add(1)
+	fi.mu.Lock()
+	err := fi.err
+	fi.mu.Unlock()
+	if err != nil {
+		fi.refused.Add(1)
+		return nil, nil, err
+	}
+	idx, err := fi.f.wait(q)
+	if err != nil {
+		return nil, nil, err
+	}
+	fi.mu.Lock()
+	defer fi.mu.Unlock()
+	return map[string][]*api.Intention{args.Names[0]: fi.ixns}, &api.QueryMeta{LastIndex: idx}, nil
+}
+
+type intentionObserver struct {
+	NopConnectObserver
+	changes atomic.Int64
+}
+
+func (o *intentionObserver) IntentionsChanged() { o.changes.Add(1) }
+
+func TestCertsFollowIntentions(t *testing.T) {
+	ca := newTestCA(t, "root", "abc.consul")
+	f := newFakeConnect(rootList(ca), ca.leaf(t, "gateway"))
+	fi := &fakeIntentions{f: f, ixns: []*api.Intention{{ID: "1", DestinationName: "users", Action: "allow", ModifyIndex: 5}}}
+	obs := &intentionObserver{}
+	c, err := NewCerts(f, ConnectOptions{Service: "gateway", WaitTime: time.Second, MinGap: time.Millisecond, Observer: obs, Intentions: fi})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = c.Run(context.Background()) }()
+	defer c.Stop()
+	<-c.Ready()
+	waitFor(t, "the first intentions answer", func() bool { return fi.calls.Load() >= 1 })
+
+	f.set(nil, nil) // another index, same intentions: no change to report
+	waitFor(t, "a second answer", func() bool { return fi.calls.Load() >= 3 })
+	if n := obs.changes.Load(); n != 0 {
+		t.Fatalf("%d changes reported for the same intentions", n)
+	}
+	fi.mu.Lock()
+	fi.ixns = []*api.Intention{{ID: "1", DestinationName: "users", Action: "deny", ModifyIndex: 9}}
+	fi.mu.Unlock()
+	f.set(nil, nil)
+	waitFor(t, "the change reported", func() bool { return obs.changes.Load() == 1 })
+
+	// A token that may not read intentions ends that query only.
+	fi.mu.Lock()
+	fi.err = api.StatusError{Code: 403, Body: "Permission denied"}
+	fi.mu.Unlock()
+	f.set(nil, nil)
+	waitFor(t, "the refusal", func() bool { return fi.refused.Load() == 1 })
+	calls := fi.calls.Load()
+	old := c.Leaf().Serial
+	f.set(nil, ca.leaf(t, "gateway"))
+	waitFor(t, "the leaf still followed", func() bool { return c.Leaf().Serial != old })
+	if fi.calls.Load() != calls {
+		t.Fatal("the intentions query went on after an ACL refusal")
+	}
+	if c.Err() != nil {
+		t.Fatalf("an intentions refusal shows in Err: %v", c.Err())
+	}
+}
