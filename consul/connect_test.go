@@ -469,9 +469,9 @@ func TestWatcherConnectNeedsConnectAPI(t *testing.T) {
 // fakeIntentions answers IntentionMatch from a script of answers, blocking like
 // fakeConnect once the script is spent.
 type fakeIntentions struct {
-	f     *fakeConnect // shares its index and wake-ups
-	mu    sync.Mutex
-	ixns  []*api.Intention
+	f       *fakeConnect // shares its index and wake-ups
+	mu      sync.Mutex
+	ixns    []*api.Intention
 	err     error
 	calls   atomic.Int64
 	refused atomic.Int64
