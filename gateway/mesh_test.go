@@ -110,7 +110,7 @@ service "users" {
   consul {
     connect = true
   }
-  timeout = "5s"
+  timeout = "30s" # generous: only the mesh may fail these tests, not a slow machine
   retry { attempts = 3 }
   circuit_breaker { failure_threshold = 1 }
 }
@@ -118,13 +118,13 @@ service "orders" {
   consul {
     connect = true
   }
-  timeout = "5s"
+  timeout = "30s" # generous: only the mesh may fail these tests, not a slow machine
 }
 service "billing" {
   consul {
     connect = true
   }
-  timeout = "5s"
+  timeout = "30s" # generous: only the mesh may fail these tests, not a slow machine
 }
 route "users" {
   path = "/users/*"
@@ -179,7 +179,7 @@ type loadGen struct {
 
 func startMeshLoad(urls []string, workers int) *loadGen {
 	l := &loadGen{stop: make(chan struct{})}
-	client := &http.Client{Timeout: 10 * time.Second}
+	client := &http.Client{Timeout: 60 * time.Second}
 	for i := 0; i < workers; i++ {
 		l.wg.Add(1)
 		go func() {
