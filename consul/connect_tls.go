@@ -206,7 +206,6 @@ type Dialer struct {
 	net     *net.Dialer
 	cfg     *tls.Config
 	conns   atomic.Uint64
-	refused atomic.Uint64
 }
 
 // Dialer returns a Dialer for instances of service in datacenter ("" = the leaf's),
