@@ -202,10 +202,10 @@ func (c *Certs) verifyClient(certs []*x509.Certificate, auth AuthorizeAPI) error
 // TLS connection it gets, so requests keep their http:// URLs and connections are
 // pooled as usual.
 type Dialer struct {
-	certs   *Certs
-	net     *net.Dialer
-	cfg     *tls.Config
-	conns   atomic.Uint64
+	certs *Certs
+	net   *net.Dialer
+	cfg   *tls.Config
+	conns atomic.Uint64
 }
 
 // Dialer returns a Dialer for instances of service in datacenter ("" = the leaf's),
