@@ -8,12 +8,13 @@
 #   make fuzz    every Go fuzz target for FUZZTIME each (default 20s); their seed corpora
 #                already run as ordinary tests in make test
 #   make stack   the docker-compose topology as local processes (no Docker needed)
+#   make stack-mesh  the same, with users and orders behind Consul Connect sidecars
 
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: tools test run build bench lint stack fuzz
+.PHONY: tools test run build bench lint stack stack-mesh fuzz
 
 tools:
 	bash scripts/install-tools.sh
@@ -60,3 +61,9 @@ fuzz:
 stack: tools
 	$(GO) build -o bin/stack ./scripts/stack
 	./bin/stack $(STACK_FLAGS)
+
+# The mesh variant (docker-compose.mesh.yml): every echo instance on loopback behind
+# `consul connect proxy -sidecar-for ID`, the replicas on deploy/gateway-mesh.hcl.
+stack-mesh: tools
+	$(GO) build -o bin/stack ./scripts/stack
+	./bin/stack -mesh $(STACK_FLAGS)

@@ -90,7 +90,7 @@ func BenchmarkBuildInstances(b *testing.B) {
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				in, _ := buildInstances(entries)
+				in, _ := buildInstances(entries, false)
 				if len(in) != n {
 					b.Fatal(len(in))
 				}

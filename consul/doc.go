@@ -14,6 +14,14 @@
 // A Registrar registers one service instance (with an HTTP health check) through
 // the agent API and deregisters it on demand.
 //
+// Certs holds the Connect leaf certificate of one identity and the CA roots, both
+// followed with blocking queries on the local agent and swapped atomically; its
+// ClientTLS and Dialer give mutual-TLS connections to a Connect service's sidecars or
+// native instances (chain to a current root, SPIFFE ID of the service dialled), its
+// ServerTLS serves a Connect-native service (intentions asked per connection), and
+// ClassifyMeshError tells a destination's refusal (ErrMeshDenied) from other errors.
+// A Watcher with WatchOptions.Connect follows /v1/health/connect/:name instead.
+//
 // NewClient builds a *api.Client that honours the Consul CLI's environment
 // variables (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_CACERT, …); explicit
 // configuration overrides them.

@@ -55,7 +55,9 @@ type skipped struct {
 // then node, so that the balancer's input is stable. Entries that are not the
 // service itself (connect proxies and gateways: any Kind other than typical) and
 // entries without a usable address or port are left out and returned as skipped.
-func buildInstances(entries []*api.ServiceEntry) ([]Instance, []skipped) {
+// With connect (entries of /v1/health/connect/:name), the service's sidecar proxies
+// and its Connect-native instances are what is kept, and anything else is skipped.
+func buildInstances(entries []*api.ServiceEntry, connect bool) ([]Instance, []skipped) {
 	out := make([]Instance, 0, len(entries))
 	var skips []skipped
 	for _, e := range entries {
@@ -72,7 +74,10 @@ func buildInstances(entries []*api.ServiceEntry) ([]Instance, []skipped) {
 			in.Address = nodeAddr
 		}
 		switch {
-		case s.Kind != api.ServiceKindTypical:
+		case connect && !meshEntry(s):
+			skips = append(skips, skipped{in.key(), "kind " + string(s.Kind) + " is neither a sidecar proxy nor Connect-native"})
+			continue
+		case !connect && s.Kind != api.ServiceKindTypical:
 			skips = append(skips, skipped{in.key(), "kind " + string(s.Kind) + " is not the service itself"})
 			continue
 		case !usableAddress(in.Address):
@@ -91,6 +96,18 @@ func buildInstances(entries []*api.ServiceEntry) ([]Instance, []skipped) {
 	}
 	slices.SortFunc(out, compareInstances)
 	return out, skips
+}
+
+// meshEntry reports whether a Connect health entry is something that accepts mesh
+// connections for the service: its sidecar proxy, or a Connect-native instance.
+func meshEntry(s *api.AgentService) bool {
+	switch s.Kind {
+	case api.ServiceKindConnectProxy:
+		return true
+	case api.ServiceKindTypical:
+		return s.Connect != nil && s.Connect.Native
+	}
+	return false
 }
 
 // usableAddress reports whether addr can be dialled: not empty, and not the

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -45,6 +46,15 @@ type Registration struct {
 	// Tags and Meta are registered as given.
 	Tags []string
 	Meta map[string]string
+	// ConnectNative registers a Connect-native service: it speaks mutual TLS
+	// with Connect certificates itself and is listed by /v1/health/connect.
+	ConnectNative bool
+	// SidecarPort, when not 0, registers a sidecar_service for Consul's built-in
+	// Connect proxy (`consul connect proxy -sidecar-for ID`): its public listener on
+	// Address:SidecarPort, forwarding to 127.0.0.1:Port. Its checks are a TCP check
+	// of that listener every Interval and an alias of the instance's own health, so
+	// it is in /v1/health/connect as soon as it listens, and leaves with the app.
+	SidecarPort int
 	// CheckURL is the URL of the HTTP health check the agent runs (GET, 2xx is
 	// passing, 429 warning, anything else critical). "" registers no check, and
 	// the instance is then always passing.
@@ -73,6 +83,9 @@ func (r Registration) Validate() error {
 	}
 	if r.Interval < 0 || r.Timeout < 0 {
 		errs = append(errs, errors.New("check interval and timeout must not be negative"))
+	}
+	if r.SidecarPort < 0 || r.SidecarPort > 65535 || r.SidecarPort != 0 && (r.Address == "" || r.ConnectNative) {
+		errs = append(errs, fmt.Errorf("sidecar port %d needs 1-65535, an address, and no ConnectNative", r.SidecarPort))
 	}
 	if r.CheckURL != "" && !strings.HasPrefix(r.CheckURL, "http://") && !strings.HasPrefix(r.CheckURL, "https://") {
 		errs = append(errs, fmt.Errorf("check URL %q is not http:// or https://", r.CheckURL))
@@ -147,6 +160,19 @@ func (r *Registrar) Register(ctx context.Context, reg Registration) error {
 		Port:    reg.Port,
 		Tags:    reg.Tags,
 		Meta:    reg.Meta,
+	}
+	if reg.ConnectNative {
+		svc.Connect = &api.AgentServiceConnect{Native: true}
+	}
+	if reg.SidecarPort != 0 {
+		interval := cmp.Or(reg.Interval, DefaultCheckInterval)
+		svc.Connect = &api.AgentServiceConnect{SidecarService: &api.AgentServiceRegistration{
+			Port: reg.SidecarPort,
+			Checks: api.AgentServiceChecks{
+				{Name: "Connect sidecar listening", TCP: net.JoinHostPort(reg.Address, strconv.Itoa(reg.SidecarPort)), Interval: interval.String(), Timeout: min(DefaultCheckTimeout, interval).String()},
+				{Name: "Connect sidecar aliasing " + id, AliasService: id},
+			},
+		}}
 	}
 	if reg.CheckURL != "" {
 		interval := cmp.Or(reg.Interval, DefaultCheckInterval)

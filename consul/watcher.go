@@ -32,6 +32,12 @@ type HealthAPI interface {
 	ServiceMultipleTags(service string, tags []string, passingOnly bool, q *api.QueryOptions) ([]*api.ServiceEntry, *api.QueryMeta, error)
 }
 
+// ConnectHealthAPI is the call a Watcher with WatchOptions.Connect makes instead:
+// /v1/health/connect/:name. *api.Health implements it.
+type ConnectHealthAPI interface {
+	ConnectMultipleTags(service string, tags []string, passingOnly bool, q *api.QueryOptions) ([]*api.ServiceEntry, *api.QueryMeta, error)
+}
+
 // Sink receives a watcher's instance lists.
 type Sink interface {
 	// Update is called from the watcher's goroutine with the first answer and
@@ -93,6 +99,10 @@ type WatchOptions struct {
 	Stale bool
 	// Cached answers from the agent's cache (?cached).
 	Cached bool
+	// Connect follows /v1/health/connect/:name instead: the service's sidecar
+	// proxies (Kind connect-proxy) and its Connect-native instances, passing only.
+	// The HealthAPI must then implement ConnectHealthAPI.
+	Connect bool
 	// WaitTime is how long one blocking query may wait for a change. Default
 	// DefaultWaitTime (5m); Consul caps it at 10m and adds up to 1/16 of jitter.
 	WaitTime time.Duration
@@ -223,6 +233,9 @@ func NewWatcher(health HealthAPI, opts WatchOptions) (*Watcher, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
+	if _, ok := health.(ConnectHealthAPI); opts.Connect && !ok {
+		return nil, fmt.Errorf("%w: watch %q: connect needs a HealthAPI with ConnectMultipleTags", ErrInvalidOptions, opts.Service)
+	}
 	opts = opts.withDefaults()
 	return &Watcher{
 		health: health,
@@ -327,7 +340,7 @@ func (w *Watcher) loop(ctx context.Context) {
 		// is abandoned like any other failure.
 		timeout := w.opts.WaitTime + w.opts.WaitTime/16 + w.slack
 		qctx, cancel := context.WithTimeout(ctx, timeout)
-		entries, meta, err := w.health.ServiceMultipleTags(w.opts.Service, w.opts.Tags, true, q.WithContext(qctx))
+		entries, meta, err := w.query(q.WithContext(qctx))
 		hung := qctx.Err() == context.DeadlineExceeded
 		cancel()
 		if ctx.Err() != nil {
@@ -362,6 +375,15 @@ func (w *Watcher) loop(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// query makes one health query: the service's own instances, or with Connect its
+// sidecar proxies and Connect-native instances.
+func (w *Watcher) query(q *api.QueryOptions) ([]*api.ServiceEntry, *api.QueryMeta, error) {
+	if w.opts.Connect {
+		return w.health.(ConnectHealthAPI).ConnectMultipleTags(w.opts.Service, w.opts.Tags, true, q)
+	}
+	return w.health.ServiceMultipleTags(w.opts.Service, w.opts.Tags, true, q)
 }
 
 // nextIndex returns the index to send with the next query, given the one sent
@@ -432,7 +454,7 @@ func (w *Watcher) failed(err error, failures int, wait time.Duration) {
 // succeeded turns a good answer into an instance list and hands it on if it
 // changed (or is the first).
 func (w *Watcher) succeeded(entries []*api.ServiceEntry, at time.Time) {
-	instances, skips := buildInstances(entries)
+	instances, skips := buildInstances(entries, w.opts.Connect)
 	w.logSkipped(skips)
 
 	w.mu.Lock()

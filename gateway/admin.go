@@ -54,6 +54,7 @@ type InstanceInfo struct {
 	Weight   int               `json:"weight"`
 	InFlight int64             `json:"in_flight"`
 	Breaker  string            `json:"breaker"`
+	Mesh     bool              `json:"mesh,omitempty"` // reached through Consul Connect
 	Tags     []string          `json:"tags,omitempty"`
 	Meta     map[string]string `json:"meta,omitempty"`
 }
@@ -78,7 +79,7 @@ func (g *Gateway) serviceInfo() []ServiceInfo {
 			}
 			si.Instances = append(si.Instances, InstanceInfo{
 				ID: e.ID, Address: e.Address, Healthy: true, Weight: e.Weight,
-				InFlight: e.InFlight(), Breaker: state, Tags: e.Tags, Meta: e.Meta,
+				InFlight: e.InFlight(), Breaker: state, Tags: e.Tags, Meta: e.Meta, Mesh: s.mesh,
 			})
 		}
 		out = append(out, si)

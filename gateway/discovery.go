@@ -28,6 +28,7 @@ type discovery struct {
 	registr  *consul.Registrar
 	stopKeep context.CancelFunc // ends the keep-registered loop
 	keepDone chan struct{}      // closed when that loop has returned
+	mesh     *mesh              // nil without a connect block
 	wg       sync.WaitGroup
 
 	updates *prometheus.CounterVec
@@ -50,6 +51,11 @@ func newDiscovery(g *Gateway, cfg *config.Consul) (*discovery, error) {
 		Name: "gateway_consul_watch_errors_total", Help: "Failed Consul queries, by service.",
 	}, []string{"service"})
 	g.metrics.Registry.MustRegister(d.updates, d.errs)
+	if g.cfg.Connect != nil {
+		if d.mesh, err = newMesh(g, client, g.cfg.Connect, cfg.WaitTime); err != nil {
+			return nil, err
+		}
+	}
 	return d, nil
 }
 
@@ -61,6 +67,7 @@ func (d *discovery) watch(s *Service, sc *config.ServiceConsul, wait time.Durati
 		Datacenter: dc,
 		Stale:      sc.Stale,
 		Cached:     sc.Cached,
+		Connect:    sc.Connect,
 		WaitTime:   wait,
 		Label:      s.Name,
 		Sink: consul.SinkFunc(func(_ string, ins []consul.Instance) {
@@ -112,8 +119,15 @@ func (o observer) WatchFailed(service string, _ error, _ time.Duration) {
 func (o observer) WatchSucceeded(string, time.Time) {}
 func (o observer) WatchReady(string)                {}
 
-// start runs every watcher until ctx ends.
+// start runs every watcher, and the Connect certificates, until ctx ends.
 func (d *discovery) start(ctx context.Context) {
+	if d.mesh != nil {
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			_ = d.mesh.certs.Run(ctx)
+		}()
+	}
 	for _, w := range d.watchers {
 		d.wg.Add(1)
 		go func() {
@@ -131,6 +145,9 @@ func (d *discovery) stop() {
 	}
 	for _, w := range d.watchers {
 		w.Stop()
+	}
+	if d.mesh != nil {
+		d.mesh.stop()
 	}
 	d.wg.Wait()
 }

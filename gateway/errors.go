@@ -120,6 +120,8 @@ func statusFor(err error) apiError {
 		return apiError{http.StatusInternalServerError, codeInternal, "internal error"}
 	case errors.As(err, &clientRequestError{}):
 		return apiError{http.StatusBadRequest, codeBadRequest, "the request body could not be read"}
+	case meshDenied(err):
+		return apiError{http.StatusBadGateway, codeMeshDenied, "the upstream's service mesh refused the gateway (a Consul intention denies it)"}
 	case errors.Is(err, ErrNoInstance):
 		return apiError{http.StatusServiceUnavailable, codeUnavailable, "no healthy upstream instance"}
 	case errors.Is(err, ErrUpstreamTimeout), errors.Is(err, context.DeadlineExceeded):

@@ -178,6 +178,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: service %q: retry: %w", sc.Pos, sc.Name, err)
 		}
+		tr, inMesh := g.transportFor(sc)
 		s := &Service{
 			breakers:    bs,
 			retry:       pol,
@@ -186,7 +187,8 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 			Set:         set,
 			Timeout:     sc.Timeout,
 			IdleTimeout: sc.IdleTimeout,
-			transport:   newTransport(sc.Transport),
+			transport:   tr,
+			mesh:        inMesh,
 			hashKey:     sc.LoadBalancer == "ip_hash",
 
 			metrics:          g.metrics,

@@ -66,6 +66,7 @@ const (
 	faultGone                  // the client went away: nobody learnt anything
 	faultTimeout               // the route's timeout passed before the headers
 	faultUpstream              // the instance failed (refused, reset, garbage)
+	faultMesh                  // the instance's mesh refused the gateway (an intention denies it)
 )
 
 // Serve forwards x upstream: one attempt per tryInstance call until an answer is
@@ -234,6 +235,9 @@ func (p *proxy) blame(f *forward, a *attempt) fault {
 	if f.x.R.Context().Err() != nil {
 		return faultGone
 	}
+	if meshDenied(a.err) {
+		return faultMesh
+	}
 	return faultUpstream
 }
 
@@ -245,8 +249,8 @@ func (p *proxy) breakerVerdict(a *attempt) {
 		return
 	}
 	switch a.fault {
-	case faultClient, faultGone:
-		a.br.Cancel(a.ticket) // nobody learnt anything about the instance
+	case faultClient, faultGone, faultMesh:
+		a.br.Cancel(a.ticket) // nobody learnt anything about the instance's health
 		a.br = nil
 	case faultTimeout, faultUpstream:
 		a.br.Done(a.ticket, false)
@@ -267,6 +271,8 @@ func (p *proxy) countAttempt(a *attempt) {
 		outcome = "client_error"
 	case faultTimeout:
 		outcome = "timeout"
+	case faultMesh:
+		outcome = codeMeshDenied
 	case faultNone:
 		outcome = outcomeOf(a.resp.StatusCode)
 	}
@@ -277,7 +283,8 @@ func (p *proxy) countAttempt(a *attempt) {
 // instance. Once it commits to a retry the answer in hand is discarded.
 func (p *proxy) retryTarget(f *forward, a *attempt, n int) (attempt, bool) {
 	pol := &p.service.retry
-	if a.fault == faultClient || a.fault == faultTimeout || f.x.R.Context().Err() != nil ||
+	// A mesh refusal is not retried: every instance enforces the same intentions.
+	if a.fault == faultClient || a.fault == faultTimeout || a.fault == faultMesh || f.x.R.Context().Err() != nil ||
 		n >= pol.attempts || !p.mayRetry(a.resp, a.err, f.body, f.idempotent) {
 		return attempt{}, false
 	}

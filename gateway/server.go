@@ -151,5 +151,8 @@ func (g *Gateway) Ready() (bool, string) {
 			return false, "waiting for the first instance list of service " + s.Name
 		}
 	}
+	if why := g.meshNotReady(); why != "" {
+		return false, why
+	}
 	return true, ""
 }

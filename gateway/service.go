@@ -22,9 +22,10 @@ type Service struct {
 	Timeout time.Duration // until the response headers (a route may override it)
 	// IdleTimeout bounds each wait for the next piece of a response body.
 	IdleTimeout time.Duration
-	transport   *http.Transport
-	hashKey     bool            // the balancer hashes the client IP (ip_hash)
-	watcher     *consul.Watcher // nil for static services
+	transport   upstreamTransport // *http.Transport, or a *meshTransport for a Connect service
+	mesh        bool              // instances are reached through Consul Connect
+	hashKey     bool              // the balancer hashes the client IP (ip_hash)
+	watcher     *consul.Watcher   // nil for static services
 
 	metrics          *Metrics // per-instance series follow the instance list
 	upstreamDuration prometheus.Observer
@@ -51,6 +52,17 @@ func newTransport(t config.Transport) *http.Transport {
 		WriteBufferSize:       32 << 10,
 		ReadBufferSize:        32 << 10,
 	}
+}
+
+// transportFor returns the transport of a service: for a Connect service (consul {
+// connect = true }) HTTP/1.1 over mutual TLS with the gateway's leaf, checking each
+// instance's certificate against the CA roots and the service's SPIFFE ID; otherwise
+// the plain pooled transport.
+func (g *Gateway) transportFor(sc *config.Service) (upstreamTransport, bool) {
+	if sc.Consul == nil || !sc.Consul.Connect || g.disc == nil || g.disc.mesh == nil {
+		return newTransport(sc.Transport), false
+	}
+	return g.disc.mesh.transport(g, sc.Name, sc.Consul.Name, g.cfg.Consul.Datacenter, sc.Transport), true
 }
 
 // UpdateInstances replaces the service's instance set and publishes what changed.

@@ -84,6 +84,9 @@ func featureCheck(features []string, m metricSeries) string {
 			parts = append(parts, fmt.Sprintf("retries %.0f, breaker transitions %.0f, breakers open or half-open %.0f",
 				m.sum("gateway_upstream_retries_total"), m.sum("gateway_circuit_breaker_transitions_total"),
 				m.sum("gateway_circuit_breaker_state")))
+		case featMesh:
+			parts = append(parts, fmt.Sprintf("mutual-TLS connections opened to the sidecar %.0f for %.0f upstream requests (warm-up and every round; wrk's connections are kept alive, so handshakes are rare)",
+				m.sum("gateway_connect_upstream_connections_total"), m.sum("gateway_upstream_requests_total")))
 		case featRedisLimit:
 			errs := m.sum("gateway_ratelimit_decisions_total", `result="error"`)
 			line := fmt.Sprintf("rate-limit decisions allowed %.0f, limited %.0f, error %.0f",

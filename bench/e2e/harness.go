@@ -184,6 +184,12 @@ func (h *harness) run(args []string) error {
 			return err
 		}
 	}
+	var consulAddr string
+	if slices.ContainsFunc(o.targets, func(t targetSpec) bool { return slices.Contains(t.features, featMesh) }) {
+		if consulAddr, err = h.startMesh(backendAddr); err != nil {
+			return err
+		}
+	}
 	var jwtSecret, token string
 	if slices.ContainsFunc(o.targets, func(t targetSpec) bool { return slices.Contains(t.features, featJWT) }) {
 		if jwtSecret, token, err = benchToken(); err != nil {
@@ -221,7 +227,7 @@ func (h *harness) run(args []string) error {
 			t.admin = freeAddr()
 			conf := filepath.Join(dir, spec.key+".hcl")
 			text := gatewayConfig(gwParams{addr: addr, admin: t.admin, backend: backendAddr, logBlock: spec.logBlock,
-				features: spec.features, jwtSecret: jwtSecret, redisAddr: redisAddr})
+				features: spec.features, jwtSecret: jwtSecret, redisAddr: redisAddr, consulAddr: consulAddr})
 			if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 				return err
 			}

@@ -110,7 +110,7 @@ func (h *harness) report(args []string, accessLines int64) string {
 	}
 	var feats []*target
 	for _, t := range h.targets {
-		if t.rpsGoal > 0 {
+		if t.feature() {
 			feats = append(feats, t)
 		}
 	}
@@ -177,7 +177,7 @@ func (h *harness) featureTable(b *strings.Builder, sums map[string]summary) {
 	bs := sums[baseGateway]
 	rows := 0
 	for _, t := range h.targets {
-		if t.rpsGoal == 0 {
+		if !t.feature() {
 			continue
 		}
 		if rows == 0 {
@@ -201,9 +201,13 @@ func (h *harness) featureTable(b *strings.Builder, sums map[string]summary) {
 			}
 			return "met"
 		}
-		fmt.Fprintf(b, "| %s | %.0f | %s | %.1f (%.1f–%.1f) | %.2f× (%.2f–%.2f) | %.2f× | %.2f× | %s | ≥ %.2f× (issue %s) | req/s %s; capacity %s |\n",
+		goal, met := fmt.Sprintf("≥ %.2f× (issue %s)", t.rpsGoal, t.issue), "req/s "+verdict(rps)+"; capacity "+verdict(capacity)
+		if t.rpsGoal == 0 {
+			goal, met = "none set (issue "+t.issue+")", "—"
+		}
+		fmt.Fprintf(b, "| %s | %.0f | %s | %.1f (%.1f–%.1f) | %.2f× (%.2f–%.2f) | %.2f× | %.2f× | %s | %s | %s |\n",
 			t.label, s.rps, fmtDur(s.p99), s.proxyUS, s.minUS, s.maxUS,
-			rps, lo, hi, ratio(s.proxyUS, bs.proxyUS), capacity, redis, t.rpsGoal, t.issue, verdict(rps), verdict(capacity))
+			rps, lo, hi, ratio(s.proxyUS, bs.proxyUS), capacity, redis, goal, met)
 	}
 	if rows > 0 {
 		fmt.Fprintf(b, "\nCapacity is the plain gateway's CPU per request over this row's: the req/s ratio when the proxy's CPU is the bottleneck and nothing else runs on it. ")

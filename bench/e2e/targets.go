@@ -29,8 +29,8 @@ type targetSpec struct {
 	logBlock string   // the body of the log block
 	features []string // feature blocks this gateway's config carries: jwt, resilience, redis-limit
 
-	// Feature rows: ratios are to baseGateway; rpsGoal is the issue's minimum
-	// req/s ratio.
+	// Feature rows (issue set): ratios are to baseGateway; rpsGoal is the issue's
+	// minimum req/s ratio, 0 when the issue sets none.
 	rpsGoal float64
 	issue   string
 	what    string // what the row adds, for the report's notes
@@ -41,7 +41,11 @@ const (
 	featJWT        = "jwt"
 	featResilience = "resilience"
 	featRedisLimit = "redis-limit"
+	featMesh       = "mesh"
 )
+
+// feature reports whether t is a feature row: measured as ratios to baseGateway.
+func (t targetSpec) feature() bool { return t.issue != "" }
 
 // allTargets are the targets in report order. The order also fixes the rotation: each
 // round starts one target later.
@@ -67,6 +71,9 @@ func allTargets() []targetSpec {
 			logBlock: "  access_log = true\n  format     = \"json\"\n", features: []string{featJWT, featRedisLimit, featResilience},
 			rpsGoal: 1 / 1.15, issue: "10 (CPU/req ≤ 1.15×)",
 			what: "every feature row at once, plus the JSON access log: the route's whole pipeline"},
+		{key: "gateway-mesh", label: "gateway + Consul Connect (sidecar)", kind: kindGateway,
+			logBlock: "  access_log = false\n", features: []string{featMesh}, issue: "12",
+			what: "the same backend behind Consul's built-in sidecar (`consul connect proxy -sidecar-for`), reached with `consul { connect = true }`: mutual TLS with the gateway's leaf, the sidecar's certificate checked against the CA roots and its SPIFFE ID, pooled keep-alive connections; a `consul agent -dev` and the sidecar run with wrk and the backend, standing for the backend's machine (their CPU is not in the proxy column)"},
 	}
 }
 
@@ -75,7 +82,7 @@ func targetGroups() map[string][]string {
 	return map[string][]string{
 		"all":      nil, // every target
 		"core":     {"direct", "floor", baseGateway, "gateway-log-on"},
-		"features": {baseGateway, "gateway-jwt", "gateway-breaker-retry", "gateway-redis-limit", "gateway-full"},
+		"features": {baseGateway, "gateway-jwt", "gateway-breaker-retry", "gateway-redis-limit", "gateway-full", "gateway-mesh"},
 	}
 }
 
@@ -112,7 +119,7 @@ func selectTargets(list string) ([]targetSpec, error) {
 	want["floor"] = true
 	var out []targetSpec
 	for _, t := range all {
-		if t.rpsGoal > 0 && want[t.key] {
+		if t.feature() && want[t.key] {
 			want[baseGateway] = true
 		}
 	}
@@ -140,14 +147,27 @@ type gwParams struct {
 	features             []string
 	jwtSecret            string // featJWT
 	redisAddr            string // featRedisLimit
+	consulAddr           string // featMesh
 }
 
 // gatewayConfig renders a gateway target's config: one static route GET /bench to the
 // backend, plus the blocks of its features.
 func gatewayConfig(p gwParams) string {
 	var top, service, route strings.Builder
+	instances := fmt.Sprintf("  instance {\n    address = %q\n  }\n", p.backend)
 	for _, f := range p.features {
 		switch f {
+		case featMesh:
+			fmt.Fprintf(&top, `
+consul {
+  address = %q
+}
+
+connect {
+  service_name = "bench-gateway"
+}
+`, p.consulAddr)
+			instances = fmt.Sprintf("  consul {\n    name    = %q\n    connect = true\n  }\n", meshBackendService)
 		case featJWT:
 			fmt.Fprintf(&top, `
 jwt "bench" {
@@ -208,15 +228,12 @@ log {
 %s}
 %s
 service "backend" {
-  instance {
-    address = %q
-  }
-%s}
+%s%s}
 
 route "bench" {
   methods = ["GET"]
   path    = "/bench"
   service = "backend"
 %s}
-`, p.addr, p.admin, p.logBlock, top.String(), p.backend, service.String(), route.String())
+`, p.addr, p.admin, p.logBlock, top.String(), instances, service.String(), route.String())
 }

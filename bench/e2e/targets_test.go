@@ -10,7 +10,7 @@ import (
 )
 
 func TestSelectTargets(t *testing.T) {
-	all := []string{"direct", "floor", "gateway-log-off", "gateway-log-on", "gateway-jwt", "gateway-breaker-retry", "gateway-redis-limit", "gateway-full"}
+	all := []string{"direct", "floor", "gateway-log-off", "gateway-log-on", "gateway-jwt", "gateway-breaker-retry", "gateway-redis-limit", "gateway-full", "gateway-mesh"}
 	tests := []struct {
 		in      string
 		want    []string
@@ -18,7 +18,8 @@ func TestSelectTargets(t *testing.T) {
 	}{
 		{"all", all, false},
 		{"core", []string{"direct", "floor", "gateway-log-off", "gateway-log-on"}, false},
-		{"features", []string{"floor", "gateway-log-off", "gateway-jwt", "gateway-breaker-retry", "gateway-redis-limit", "gateway-full"}, false},
+		{"features", []string{"floor", "gateway-log-off", "gateway-jwt", "gateway-breaker-retry", "gateway-redis-limit", "gateway-full", "gateway-mesh"}, false},
+		{"gateway-mesh", []string{"floor", "gateway-log-off", "gateway-mesh"}, false},
 		// The floor always; the plain gateway with any feature row; report order kept.
 		{"gateway-jwt", []string{"floor", "gateway-log-off", "gateway-jwt"}, false},
 		{"gateway-redis-limit, direct", []string{"direct", "floor", "gateway-log-off", "gateway-redis-limit"}, false},
@@ -54,7 +55,7 @@ func TestGatewayConfigs(t *testing.T) {
 		t.Run(spec.key, func(t *testing.T) {
 			text := gatewayConfig(gwParams{addr: "127.0.0.1:18080", admin: "127.0.0.1:19901", backend: "127.0.0.1:18081",
 				logBlock: spec.logBlock, features: spec.features,
-				jwtSecret: strings.Repeat("s", 64), redisAddr: "127.0.0.1:16379"})
+				jwtSecret: strings.Repeat("s", 64), redisAddr: "127.0.0.1:16379", consulAddr: "127.0.0.1:18500"})
 			cfg, ds := config.ParseWithEnv(map[string][]byte{spec.key + ".hcl": []byte(text)}, func(string) (string, bool) { return "", false })
 			if len(ds) > 0 {
 				t.Fatalf("config does not validate: %v\n%s", ds, text)
@@ -78,6 +79,9 @@ func TestGatewayConfigs(t *testing.T) {
 				if p.Store != "redis" || p.OnStoreError != "deny" || p.KeyKind != "client_ip" || p.Requests < 1000000 {
 					t.Errorf("rate_limit = %+v", p)
 				}
+			}
+			if got := svc.Consul != nil && svc.Consul.Connect && cfg.Connect != nil && cfg.Consul.Address == "127.0.0.1:18500"; got != has(featMesh) {
+				t.Errorf("mesh = %v, want %v", got, has(featMesh))
 			}
 			if got, want := cfg.Log.AccessLog, strings.Contains(spec.logBlock, "true"); got != want {
 				t.Errorf("access_log = %v, want %v", got, want)

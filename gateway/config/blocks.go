@@ -14,6 +14,7 @@ import (
 type parsed struct {
 	cfg                                Config
 	gateway, admin, log, consul, redis *loc // nil: block absent
+	connect                            *loc // nil: block absent
 	jwt, rateLimits, services, routes  []*loc
 	routeBlocks                        int // route blocks seen, named or not
 }
@@ -22,7 +23,7 @@ type parsed struct {
 // the whole config, across files.
 var (
 	namedBlocks  = []string{"jwt", "rate_limit", "service", "route"}
-	singleBlocks = []string{"gateway", "admin", "log", "consul", "redis"}
+	singleBlocks = []string{"gateway", "admin", "log", "consul", "redis", "connect"}
 )
 
 // file decodes one file's top-level blocks into p.
@@ -78,6 +79,8 @@ func (d *decoder) single(blk *hclsyntax.Block, p *parsed) {
 		first = &p.consul
 	case "redis":
 		first = &p.redis
+	case "connect":
+		first = &p.connect
 	}
 	if *first != nil {
 		d.errorf(rangePos(blk.TypeRange), "duplicate %s block; the first is at %s", blk.Type, (*first).block)
@@ -96,6 +99,9 @@ func (d *decoder) single(blk *hclsyntax.Block, p *parsed) {
 	case "redis":
 		r, l := d.redis(blk)
 		p.cfg.Redis, p.redis = &r, l
+	case "connect":
+		c, l := d.connect(blk)
+		p.cfg.Connect, p.connect = &c, l
 	}
 }
 
@@ -240,6 +246,13 @@ func (d *decoder) consul(blk *hclsyntax.Block) (Consul, *loc) {
 	return c, b.loc
 }
 
+func (d *decoder) connect(blk *hclsyntax.Block) (Connect, *loc) {
+	b := d.open(blk.Body, rangePos(blk.TypeRange), "connect", schema{attrs: []string{"service_name"}})
+	c := Connect{Pos: b.loc.block}
+	b.str("service_name", &c.ServiceName)
+	return c, b.loc
+}
+
 func (d *decoder) redis(blk *hclsyntax.Block) (Redis, *loc) {
 	r := defaultRedis()
 	b := d.open(blk.Body, rangePos(blk.TypeRange), "redis", schema{
@@ -307,12 +320,13 @@ func (d *decoder) service(blk *hclsyntax.Block, name string) (Service, *loc) {
 	b.duration("timeout", &s.Timeout)
 	b.duration("idle_timeout", &s.IdleTimeout)
 	if c := b.block("consul"); c != nil {
-		cb := d.nested(b, c, "consul", schema{attrs: []string{"name", "tags", "stale", "cached"}})
+		cb := d.nested(b, c, "consul", schema{attrs: []string{"name", "tags", "stale", "cached", "connect"}})
 		v := ServiceConsul{Pos: cb.loc.block, Name: name}
 		cb.str("name", &v.Name)
 		cb.strs("tags", &v.Tags)
 		cb.boolean("stale", &v.Stale)
 		cb.boolean("cached", &v.Cached)
+		cb.boolean("connect", &v.Connect)
 		s.Consul = &v
 	}
 	for i, in := range b.blocks["instance"] {

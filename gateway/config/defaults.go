@@ -12,6 +12,7 @@ const (
 	DefaultGatewayAddress = "0.0.0.0:8080"
 	DefaultAdminAddress   = "127.0.0.1:9901"
 	DefaultConsulAddress  = "127.0.0.1:8500"
+	DefaultConnectService = "gateway"
 	DefaultRedisAddress   = "127.0.0.1:6379"
 	DefaultRolesClaim     = "roles"
 	DefaultRegisterName   = "gateway"
@@ -96,6 +97,12 @@ func finishDefaults(p *parsed, lookup LookupEnv) {
 		c.Address = DefaultConsulAddress
 		if a, ok := lookup("CONSUL_HTTP_ADDR"); ok && a != "" {
 			c.Address = a
+		}
+	}
+	if c := p.cfg.Connect; c != nil && !p.connect.has("service_name") {
+		c.ServiceName = DefaultConnectService
+		if p.cfg.Consul != nil && p.cfg.Consul.Register != nil && p.cfg.Consul.Register.Service != "" {
+			c.ServiceName = p.cfg.Consul.Register.Service
 		}
 	}
 	if r := p.cfg.Redis; r != nil && !p.redis.has("address") && !p.redis.has("addresses") {

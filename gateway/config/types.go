@@ -54,9 +54,10 @@ type Config struct {
 	Gateway    Gateway
 	Admin      Admin
 	Log        Log
-	Consul     *Consul // nil: no consul block
-	Redis      *Redis  // nil: no redis block
-	JWT        []JWT   // declaration order
+	Consul     *Consul  // nil: no consul block
+	Redis      *Redis   // nil: no redis block
+	Connect    *Connect // nil: no connect block (the gateway is not in the service mesh)
+	JWT        []JWT    // declaration order
 	RateLimits []RateLimit
 	Services   []Service
 	Routes     []Route
@@ -118,6 +119,14 @@ type Register struct {
 	Address         string // default: the listener's host
 	Tags            []string
 	DeregisterDelay time.Duration // default 5s
+}
+
+// Connect is the `connect` block: the gateway's identity in Consul's service mesh.
+type Connect struct {
+	Pos Pos
+	// ServiceName is the identity the leaf certificate is issued for; intentions
+	// name it as their source. Default: consul.register.service, else "gateway".
+	ServiceName string
 }
 
 // Redis is the `redis` block.
@@ -188,6 +197,9 @@ type ServiceConsul struct {
 	Tags   []string
 	Stale  bool
 	Cached bool
+	// Connect: instances from /v1/health/connect/NAME (sidecar proxies and
+	// Connect-native instances), reached over mutual TLS. Needs a connect block.
+	Connect bool
 }
 
 // Instance is one static upstream.

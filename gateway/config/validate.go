@@ -66,6 +66,9 @@ func (v *validator) validate() {
 	if c.Redis != nil {
 		v.redis(c.Redis, v.p.redis)
 	}
+	if c.Connect != nil {
+		v.connect(c.Connect, v.p.connect)
+	}
 	v.uniqueNames()
 	for i := range c.JWT {
 		v.jwt(&c.JWT[i], v.p.jwt[i])
@@ -176,6 +179,15 @@ func (v *validator) consul(c *Consul, l *loc) {
 	}
 	if r := c.Register; r != nil && r.Service == "" {
 		v.errorf(l.sub("register"), "service", "service must not be empty")
+	}
+}
+
+func (v *validator) connect(c *Connect, l *loc) {
+	if v.p.cfg.Consul == nil {
+		v.d.errorf(l.block, "%s", l.msg("the connect block needs a top-level consul block: the leaf certificate and CA roots come from the Consul agent (consul {} takes the defaults)"))
+	}
+	if l.has("service_name") && !validName(c.ServiceName) {
+		v.errorf(l, "service_name", "service_name %q: use letters, digits, '_', '-' and '.' only", c.ServiceName)
 	}
 }
 
@@ -382,6 +394,9 @@ func (v *validator) service(s *Service, l *loc) {
 		}
 		if v.p.cfg.Consul == nil {
 			v.d.errorf(cl.block, "%s", cl.msg("consul discovery needs a top-level consul block (consul {} takes the defaults)"))
+		}
+		if s.Consul.Connect && v.p.cfg.Connect == nil {
+			v.errorf(cl, "connect", "connect = true needs a top-level connect block, the gateway's mesh identity (connect { service_name = \"gateway\" })")
 		}
 	}
 	seen := map[string]Pos{}

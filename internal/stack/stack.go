@@ -9,6 +9,11 @@
 // into the stack's directory; consul and redis-server are found as internal/testenv
 // finds them ($CONSUL_BIN, ~/.cache/gateway-tools/consul, PATH; $REDIS_SERVER, PATH).
 //
+// With Options.Mesh the stack is the mesh variant (docker-compose.mesh.yml): every
+// echo instance listens on loopback behind Consul's built-in Connect sidecar
+// (`consul connect proxy -sidecar-for ID`), and the replicas run
+// deploy/gateway-mesh.hcl, which reaches users and orders through the mesh only.
+//
 // Every child runs in its own process group (a terminal's Ctrl-C reaches only the
 // owner) and, on Linux, dies with the owner. Stop ends them by PID in reverse
 // dependency order: gateways, services, then Redis and Consul.
@@ -87,8 +92,12 @@ type Options struct {
 	// temporary directory, which Stop removes unless KeepDir is set.
 	Dir     string
 	KeepDir bool
-	// Config is the gateway config file; default Root/deploy/gateway.hcl.
+	// Config is the gateway config file; default Root/deploy/gateway.hcl, with
+	// Mesh Root/deploy/gateway-mesh.hcl.
 	Config string
+	// Mesh puts every echo instance behind a Consul Connect sidecar: the mesh
+	// variant of the topology.
+	Mesh bool
 	// ExtraConfig holds more HCL files (file name -> text) merged with Config: the
 	// replicas run `gateway run -config DIR` on a directory holding all of them.
 	ExtraConfig map[string]string
@@ -119,6 +128,9 @@ type Instance struct {
 	// Service is the Consul service name; ID the instance's Consul service ID.
 	Service string
 	ID      string
+	// Sidecar is its Connect sidecar (with Options.Mesh; else nil). Sidecar.Addr is
+	// what the gateways dial.
+	Sidecar *Process
 }
 
 // Gateway is one running gateway replica. Process.Addr is its public listener.
@@ -189,7 +201,11 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 		}
 	}
 	if opts.Config == "" {
-		opts.Config = filepath.Join(opts.Root, "deploy", "gateway.hcl")
+		name := "gateway.hcl"
+		if opts.Mesh {
+			name = "gateway-mesh.hcl"
+		}
+		opts.Config = filepath.Join(opts.Root, "deploy", name)
 	}
 	s = &Stack{
 		opts:   opts,
@@ -299,6 +315,9 @@ func (s *Stack) Stop() error {
 		}
 		for _, in := range s.Instances {
 			insts = append(insts, in.Process)
+			if in.Sidecar != nil {
+				insts = append(insts, in.Sidecar)
+			}
 		}
 		for _, p := range []*Process{s.Redis, s.Consul} {
 			if p != nil {
@@ -372,6 +391,9 @@ func (s *Stack) Describe(w io.Writer) {
 	fmt.Fprintf(w, "redis       %s\n", s.Redis.Addr)
 	for _, in := range s.Instances {
 		fmt.Fprintf(w, "%-11s http://%s   consul id %s\n", in.Name, in.Addr, in.ID)
+		if in.Sidecar != nil {
+			fmt.Fprintf(w, "%-11s %s (mutual TLS only)   consul id %s-sidecar-proxy\n", in.Sidecar.Name, in.Sidecar.Addr, in.ID)
+		}
 	}
 	for _, g := range s.Gateways {
 		fmt.Fprintf(w, "%-11s http://%s   admin http://%s\n", g.Name, g.Addr, g.AdminAddr)
@@ -575,18 +597,21 @@ func (s *Stack) startInstances(ctx context.Context) error {
 	for i, j := range jobs {
 		wg.Go(func() {
 			errs[i] = startRetrying(func() error {
-				ports, err := tools.FreePorts(1, 0)
+				ports, err := tools.FreePorts(2, 0)
 				if err != nil {
 					return err
+				}
+				args := []string{
+					"-listen", loopback(ports[0]), "-service", j.service, "-tags", strings.Join(j.tags, ","),
+					"-consul", s.Consul.Addr, "-interval", s.opts.CheckInterval.String(),
+				}
+				if s.opts.Mesh {
+					args = append(args, "-advertise", "127.0.0.1", "-sidecar-port", strconv.Itoa(ports[1]))
 				}
 				in := &Instance{
 					Process: &Process{
 						Name: j.name, Addr: loopback(ports[0]), LogPath: filepath.Join(s.Dir, "logs", j.name+".log"),
-						bin: s.EchoBin, env: s.env,
-						args: []string{
-							"-listen", loopback(ports[0]), "-service", j.service, "-tags", strings.Join(j.tags, ","),
-							"-consul", s.Consul.Addr, "-interval", s.opts.CheckInterval.String(),
-						},
+						bin: s.EchoBin, env: s.env, args: args,
 					},
 					Service: j.service,
 					ID:      consul.ServiceID(j.service, "127.0.0.1", ports[0]),
@@ -594,6 +619,12 @@ func (s *Stack) startInstances(ctx context.Context) error {
 				in.ready = func(ctx context.Context) error { return s.instancePassing(ctx, in.ID) }
 				if err := in.Start(ctx); err != nil {
 					return err
+				}
+				if s.opts.Mesh {
+					if err := s.startSidecar(ctx, in, loopback(ports[1])); err != nil {
+						_ = in.Stop(serviceGrace)
+						return err
+					}
 				}
 				insts[i] = in
 				return nil
@@ -607,6 +638,28 @@ func (s *Stack) startInstances(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// startSidecar starts Consul's built-in Connect proxy for in (registered by echo
+// -sidecar-port with its public listener on addr) and waits until Consul lists it as
+// passing.
+func (s *Stack) startSidecar(ctx context.Context, in *Instance, addr string) error {
+	bin, err := tools.Consul()
+	if err != nil {
+		return err
+	}
+	name := in.Name + "-sidecar"
+	p := &Process{
+		Name: name, Addr: addr, LogPath: filepath.Join(s.Dir, "logs", name+".log"),
+		bin: bin, env: s.env, stoppedCodes: []int{1},
+		args: []string{"connect", "proxy", "-sidecar-for", in.ID, "-http-addr", s.Consul.Addr, "-log-level", "info"},
+	}
+	p.ready = func(ctx context.Context) error { return s.instancePassing(ctx, in.ID+"-sidecar-proxy") }
+	if err := p.Start(ctx); err != nil {
+		return err
+	}
+	in.Sidecar = p
+	return nil
 }
 
 // instancePassing returns nil once the agent reports the service instance id passing.

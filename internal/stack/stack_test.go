@@ -357,6 +357,9 @@ func processes(s *stack.Stack) []*stack.Process {
 	ps := []*stack.Process{s.Consul, s.Redis}
 	for _, in := range s.Instances {
 		ps = append(ps, in.Process)
+		if in.Sidecar != nil {
+			ps = append(ps, in.Sidecar)
+		}
 	}
 	for _, g := range s.Gateways {
 		ps = append(ps, g.Process)

@@ -27,6 +27,11 @@ const consulConfig = `limits { http_max_conns_per_client = 10000 }
 disable_update_check = true
 `
 
+// consulServerConfig is added for a persistent server: what -dev turns on by itself.
+const consulServerConfig = `connect { enabled = true }
+performance { raft_multiplier = 1 }
+`
+
 // Consul is a `consul agent -dev` owned by one test: a single-server datacenter
 // "dc1" with state in memory, bound to 127.0.0.1, DNS, WAN gossip and gRPC off.
 type Consul struct {
@@ -42,6 +47,10 @@ type Consul struct {
 	cfgPath string
 	logPath string
 	client  *http.Client
+
+	// dataDir is set for a persistent server (StartConsulServer): its state, the
+	// Connect CA above all, survives Stop and Start.
+	dataDir string
 
 	mu   sync.Mutex
 	proc *process // nil while stopped
@@ -61,6 +70,23 @@ type consulPorts struct {
 // come up fails the test.
 func StartConsul(t testing.TB) *Consul {
 	t.Helper()
+	return startConsul(t, false)
+}
+
+// StartConsulServer starts a persistent single-server datacenter "dc1" instead of a
+// -dev agent: `consul agent -server -bootstrap-expect 1` with a data directory and
+// Connect on (built-in CA). Unlike a dev agent, a Stop and Start keeps its state:
+// the same cluster, trust domain and Connect CA, the services registered through
+// it and their checks (which restart in the state they were registered with). Use
+// it where a test restarts the agent and expects the same cluster back. It takes a
+// little longer to start than a dev agent (a real leader election).
+func StartConsulServer(t testing.TB) *Consul {
+	t.Helper()
+	return startConsul(t, true)
+}
+
+func startConsul(t testing.TB, persistent bool) *Consul {
+	t.Helper()
 	bin, err := tools.Consul()
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
@@ -77,7 +103,12 @@ func StartConsul(t testing.TB) *Consul {
 			Transport: &http.Transport{DisableKeepAlives: true},
 		},
 	}
-	if err := os.WriteFile(c.cfgPath, []byte(consulConfig), 0o644); err != nil {
+	cfg := consulConfig
+	if persistent {
+		c.dataDir = filepath.Join(dir, "data")
+		cfg += consulServerConfig
+	}
+	if err := os.WriteFile(c.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -116,8 +147,9 @@ func (c *Consul) Stop() {
 }
 
 // Start starts a stopped agent again on the same ports and returns once it is
-// ready, as StartConsul does. The new agent starts from an empty dev state:
-// services registered before Stop are gone. Starting a running agent does nothing.
+// ready, as StartConsul does. A dev agent starts from an empty state (services
+// registered before Stop are gone, and Connect has a new CA); a server from
+// StartConsulServer keeps its state. Starting a running agent does nothing.
 func (c *Consul) Start() {
 	c.t.Helper()
 	deadline := time.Now().Add(consulStartTimeout)
@@ -146,8 +178,12 @@ func (c *Consul) launch() error {
 	}
 	defer log.Close() // the child holds its own descriptor
 	offset := logSize(c.logPath)
-	args := []string{
-		"agent", "-dev",
+	mode := []string{"-dev"}
+	if c.dataDir != "" {
+		mode = []string{"-server", "-bootstrap-expect", "1", "-data-dir", c.dataDir, "-ui=false"}
+	}
+	args := append([]string{"agent"}, mode...)
+	args = append(args,
 		"-node", c.Node,
 		"-bind", "127.0.0.1",
 		"-client", "127.0.0.1",
@@ -161,7 +197,7 @@ func (c *Consul) launch() error {
 		"-https-port", "-1",
 		"-log-level", "info",
 		"-config-file", c.cfgPath,
-	}
+	)
 	p, err := startProcess(c.bin, args, log)
 	if err != nil {
 		return err

@@ -229,3 +229,34 @@ func TestPortCollision(t *testing.T) {
 		}
 	})
 }
+
+func TestConsulServerKeepsCAAcrossRestart(t *testing.T) {
+	c := StartConsulServer(t)
+	cl := c.Client(t)
+	before, _, err := cl.Agent().ConnectCARoots(nil)
+	if err != nil || len(before.Roots) == 0 {
+		t.Fatalf("roots: %v %v", before, err)
+	}
+	if err := cl.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "kept", Name: "kept", Port: 1}); err != nil {
+		t.Fatal(err)
+	}
+	c.Stop()
+	c.Start()
+	after, _, err := cl.Agent().ConnectCARoots(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.ActiveRootID != before.ActiveRootID || after.TrustDomain != before.TrustDomain {
+		t.Fatalf("CA changed across a restart: %s/%s -> %s/%s", before.ActiveRootID, before.TrustDomain, after.ActiveRootID, after.TrustDomain)
+	}
+	eventually(t, 20*time.Second, func() error {
+		svcs, err := cl.Agent().Services()
+		if err != nil {
+			return err
+		}
+		if _, ok := svcs["kept"]; !ok {
+			return errors.New("registration lost")
+		}
+		return nil
+	})
+}

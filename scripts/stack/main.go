@@ -4,7 +4,10 @@
 // deploy/gateway.hcl. It prints the addresses and a sample token, and on Ctrl-C
 // stops everything by PID (gateways first, so each one drains).
 //
-//	go run ./scripts/stack [-gateways 3] [-instances 2] [-port 8081] [-jwt-secret S] [-keep]
+//	go run ./scripts/stack [-gateways 3] [-instances 2] [-port 8081] [-jwt-secret S] [-keep] [-mesh]
+//
+// -mesh runs the mesh variant (docker-compose.mesh.yml): every instance behind a
+// Consul Connect sidecar, the replicas on deploy/gateway-mesh.hcl.
 //
 // It is what `make stack` runs; see internal/stack.
 package main
@@ -39,6 +42,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	dir := fs.String("dir", "", "directory for binaries, config and logs (default: a temporary one)")
 	keep := fs.Bool("keep", false, "keep the temporary directory (logs) after stopping")
 	sub := fs.String("sub", "demo", "subject of the sample token")
+	mesh := fs.Bool("mesh", false, "mesh variant: instances behind Consul Connect sidecars, deploy/gateway-mesh.hcl")
 	secret := fs.String("jwt-secret", os.Getenv("JWT_SECRET"), "the replicas' HS256 secret, 32+ bytes (default $JWT_SECRET, else random)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -62,7 +66,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	s, err := stack.Start(startCtx, stack.Options{
 		Config: *configPath, Dir: *dir, KeepDir: *keep,
 		Gateways: *gateways, Services: services, GatewayPort: *port,
-		JWTSecret: *secret, Logger: logger,
+		JWTSecret: *secret, Logger: logger, Mesh: *mesh,
 	})
 	cancel()
 	if err != nil {
@@ -93,9 +97,9 @@ Try:
 More tokens: JWT_SECRET=%s %s
 Each replica also answers on its own port; the rate limit on /api/orders is shared
 through Redis. Ctrl-C stops everything.
-`,
+%s`,
 		g.URL("/api/users/42"), g.URL("/api/orders/7"), token, g.URL("/api/orders/7"),
-		g.AdminURL("/admin/services"), s.JWTSecret, s.TokenCommand("alice"))
+		g.AdminURL("/admin/services"), s.JWTSecret, s.TokenCommand("alice"), meshHint(*mesh, s))
 
 	<-ctx.Done()
 	stop() // a second Ctrl-C kills this process, and the kernel its children
@@ -109,4 +113,16 @@ through Redis. Ctrl-C stops everything.
 	}
 	fmt.Fprintln(stderr, "stack: stopped")
 	return 0
+}
+
+// meshHint tells how to see an intention at work in the mesh variant.
+func meshHint(mesh bool, s *stack.Stack) string {
+	if !mesh {
+		return ""
+	}
+	return fmt.Sprintf(`
+Mesh: the gateways reach users and orders only through their Connect sidecars.
+  CONSUL_HTTP_ADDR=%s consul intention create -replace -deny gateway users   # then 502 mesh_denied
+  CONSUL_HTTP_ADDR=%s consul intention create -replace -allow gateway users
+`, s.Consul.Addr, s.Consul.Addr)
 }

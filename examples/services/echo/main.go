@@ -19,10 +19,26 @@
 //	-interval   ECHO_CHECK_INTERVAL  health check interval (2s)
 //	-fail       ECHO_FAIL            start with a failing health check
 //	-register   ECHO_REGISTER        register with Consul (true)
+//	-connect    ECHO_CONNECT         Connect-native: serve mutual TLS with a Consul Connect
+//	                                 leaf for -service, allow only what intentions allow
+//	-health-listen ECHO_HEALTH_LISTEN plain listener of /health and /admin/* for Consul's
+//	                                 check (with -connect, default: the listen host, any port)
+//	-sidecar-port  ECHO_SIDECAR_PORT register a sidecar_service for `consul connect proxy
+//	                                 -sidecar-for ID` listening on ADVERTISE:PORT; with a
+//	                                 loopback -listen and no -advertise, ADVERTISE is the
+//	                                 first non-loopback IPv4 address (the app is reachable
+//	                                 only through its sidecar)
+//
+// With -connect the service port speaks only mutual TLS: the client must present a
+// Connect certificate that chains to the cluster's roots, and the agent is asked on
+// each new connection whether intentions allow that client; the reply then also
+// carries the client's SPIFFE ID and certificate serial ("peer", "peer_serial").
 package main
 
 import (
+	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -38,6 +54,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/consul/api"
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/infinityxone/gateway/consul"
@@ -72,6 +89,9 @@ type options struct {
 	interval  time.Duration
 	fail      bool
 	register  bool
+	connect   bool
+	health    string // -health-listen
+	sidecar   int    // -sidecar-port
 }
 
 // parseOptions reads flags from args; getenv supplies each flag's default. Usage
@@ -96,6 +116,14 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	if err != nil {
 		return o, fmt.Errorf("ECHO_REGISTER: %w", err)
 	}
+	connect, err := strconv.ParseBool(env("ECHO_CONNECT", "false"))
+	if err != nil {
+		return o, fmt.Errorf("ECHO_CONNECT: %w", err)
+	}
+	sidecar, err := strconv.Atoi(env("ECHO_SIDECAR_PORT", "0"))
+	if err != nil {
+		return o, fmt.Errorf("ECHO_SIDECAR_PORT: %w", err)
+	}
 	var tags string
 	fs := flag.NewFlagSet("echo", flag.ContinueOnError)
 	fs.SetOutput(out)
@@ -108,6 +136,9 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.DurationVar(&o.interval, "interval", interval, "health check interval (ECHO_CHECK_INTERVAL)")
 	fs.BoolVar(&o.fail, "fail", fail, "start with a failing health check (ECHO_FAIL)")
 	fs.BoolVar(&o.register, "register", register, "register with Consul (ECHO_REGISTER)")
+	fs.BoolVar(&o.connect, "connect", connect, "Connect-native: mutual TLS with a Consul Connect leaf, intentions enforced (ECHO_CONNECT)")
+	fs.IntVar(&o.sidecar, "sidecar-port", sidecar, "register a sidecar_service on this port for `consul connect proxy -sidecar-for ID` (ECHO_SIDECAR_PORT)")
+	fs.StringVar(&o.health, "health-listen", env("ECHO_HEALTH_LISTEN", ""), "with -connect: plain listener for /health and /admin/* (ECHO_HEALTH_LISTEN; default: the listen host, any port)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -122,6 +153,9 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	if o.service == "" {
 		return o, errors.New("-service is empty")
 	}
+	if o.sidecar != 0 && o.connect {
+		return o, errors.New("-sidecar-port and -connect exclude each other: a Connect-native service needs no sidecar")
+	}
 	return o, nil
 }
 
@@ -134,39 +168,71 @@ func run(ctx context.Context, o options, logger hclog.Logger, started func(addr 
 		return err
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
+	listenHost, _, _ := net.SplitHostPort(o.listen)
 	host := o.advertise
-	if host == "" {
-		listenHost, _, _ := net.SplitHostPort(o.listen)
+	switch {
+	case host == "" && o.sidecar != 0 && isLoopback(listenHost):
+		host = advertiseHost("") // others reach the sidecar, not the loopback app
+	case host == "":
 		host = advertiseHost(listenHost)
 	}
 	id := o.id
 	if id == "" {
 		id = consul.ServiceID(o.service, host, port)
 	}
-	e := &echo{service: o.service, id: id}
-	e.healthy.Store(!o.fail)
-	srv := &http.Server{Handler: e.routes(), ReadHeaderTimeout: 5 * time.Second}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
 	base := logger // the registrar's own lines carry the service and the id
 	logger = logger.With("service", o.service, "id", id)
-	logger.Info("listening", "address", ln.Addr().String(), "healthy", !o.fail)
+	e := &echo{service: o.service, id: id}
+	e.healthy.Store(!o.fail)
+
+	var client *api.Client
+	if o.register || o.connect {
+		if client, err = consul.NewClient(consul.Config{Address: o.consul, Logger: logger}); err != nil {
+			ln.Close()
+			return err
+		}
+	}
+	checkAddr := net.JoinHostPort(host, strconv.Itoa(port)) // where Consul's check reaches /health
+	var health *http.Server
+	if o.connect || o.health != "" {
+		if o.connect {
+			tlsConf, stopCerts, err := meshTLS(ctx, o.service, client, logger)
+			if err != nil || tlsConf == nil { // nil: told to stop while waiting for the leaf
+				ln.Close()
+				return err
+			}
+			defer stopCerts()
+			ln = tls.NewListener(ln, tlsConf)
+		}
+		hl, err := net.Listen("tcp", cmp.Or(o.health, net.JoinHostPort(listenHost, "0")))
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		checkAddr = net.JoinHostPort(host, strconv.Itoa(hl.Addr().(*net.TCPAddr).Port))
+		health = &http.Server{Handler: e.healthRoutes(), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = health.Serve(hl) }()
+		defer health.Close()
+		logger.Info("health listener", "address", hl.Addr().String())
+	}
+	srv := &http.Server{Handler: e.routes(), ReadHeaderTimeout: 5 * time.Second}
+	if o.connect {
+		srv.ErrorLog = logger.Named("tls").StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug})
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	logger.Info("listening", "address", ln.Addr().String(), "healthy", !o.fail, "connect", o.connect)
 
 	var (
 		reg      *consul.Registrar
 		stopKeep = func() {}
 	)
 	if o.register {
-		client, err := consul.NewClient(consul.Config{Address: o.consul, Logger: logger})
-		if err != nil {
-			_ = srv.Close()
-			return err
-		}
 		reg = consul.NewRegistrar(client.Agent(), base)
 		registration := consul.Registration{
 			ID: id, Service: o.service, Address: host, Port: port, Tags: o.tags,
-			CheckURL: "http://" + net.JoinHostPort(host, strconv.Itoa(port)) + "/health",
-			Interval: o.interval,
+			CheckURL: "http://" + checkAddr + "/health", Interval: o.interval, ConnectNative: o.connect,
+			SidecarPort: o.sidecar,
 		}
 		err = registerUntilDone(ctx, reg, registration, logger)
 		if err != nil {
@@ -209,6 +275,27 @@ func run(ctx context.Context, o options, logger hclog.Logger, started func(addr 
 	return srv.Shutdown(sctx)
 }
 
+// meshTLS follows the Connect leaf of service and the CA roots (the same code the
+// gateway uses, package consul) and returns the server TLS config of a
+// Connect-native service once both have arrived, with the function that stops
+// following them. It returns a nil config if ctx ends first.
+func meshTLS(ctx context.Context, service string, client *api.Client, logger hclog.Logger) (*tls.Config, func(), error) {
+	certs, err := consul.NewCerts(client.Agent(), consul.ConnectOptions{Service: service, Logger: logger})
+	if err != nil {
+		return nil, nil, err
+	}
+	go func() { _ = certs.Run(context.WithoutCancel(ctx)) }()
+	select {
+	case <-certs.Ready():
+	case <-ctx.Done():
+		certs.Stop()
+		return nil, nil, nil
+	}
+	leaf := certs.Leaf()
+	logger.Info("connect-native", "uri", leaf.URI.String(), "serial", leaf.Serial)
+	return certs.ServerTLS(client.Agent()), certs.Stop, nil
+}
+
 // registerUntilDone registers with the agent, retrying while the agent is not
 // reachable yet (it may start after us, as in docker compose), until ctx ends.
 func registerUntilDone(ctx context.Context, reg *consul.Registrar, r consul.Registration, logger hclog.Logger) error {
@@ -244,6 +331,12 @@ func advertiseHost(listenHost string) string {
 	return "127.0.0.1"
 }
 
+// isLoopback reports whether host is a loopback address or "localhost".
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
+}
+
 // echo is the HTTP side of the service.
 type echo struct {
 	service string
@@ -252,11 +345,24 @@ type echo struct {
 }
 
 func (e *echo) routes() http.Handler {
+	mux := e.healthMux()
+	mux.HandleFunc("/", e.echo)
+	return mux
+}
+
+// healthRoutes serves /health and /admin/* only: the plain listener of a
+// Connect-native instance, for Consul's check.
+func (e *echo) healthRoutes() http.Handler {
+	mux := e.healthMux()
+	mux.HandleFunc("/", http.NotFound)
+	return mux
+}
+
+func (e *echo) healthMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", e.health)
 	mux.HandleFunc("POST /admin/fail", func(w http.ResponseWriter, r *http.Request) { e.setHealthy(w, false) })
 	mux.HandleFunc("POST /admin/pass", func(w http.ResponseWriter, r *http.Request) { e.setHealthy(w, true) })
-	mux.HandleFunc("/", e.echo)
 	return mux
 }
 
@@ -283,13 +389,25 @@ type echoReply struct {
 	Host       string      `json:"host"`
 	RemoteAddr string      `json:"remote_addr"`
 	Headers    http.Header `json:"headers"`
+	// Peer and PeerSerial are the mesh client's SPIFFE ID and certificate serial
+	// (with -connect).
+	Peer       string `json:"peer,omitempty"`
+	PeerSerial string `json:"peer_serial,omitempty"`
 }
 
 func (e *echo) echo(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, echoReply{
+	reply := echoReply{
 		Service: e.service, Instance: e.id, Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
 		Host: r.Host, RemoteAddr: r.RemoteAddr, Headers: r.Header,
-	})
+	}
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		pc := r.TLS.PeerCertificates[0]
+		if len(pc.URIs) > 0 {
+			reply.Peer = pc.URIs[0].String()
+		}
+		reply.PeerSerial = pc.SerialNumber.Text(16)
+	}
+	writeJSON(w, http.StatusOK, reply)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -247,3 +247,162 @@ func mustPort(t *testing.T, addr string) int {
 	}
 	return n
 }
+
+// TestConnectNative runs the service Connect-native against a real agent: it is listed
+// by /v1/health/connect, serves only mutual TLS to clients that intentions allow, and
+// tells the client's SPIFFE ID back.
+func TestConnectNative(t *testing.T) {
+	agent := testenv.StartConsul(t)
+	client, err := consul.NewClient(consul.Config{Address: agent.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addrc := make(chan string, 1)
+	done := make(chan error, 1)
+	opts := options{listen: "127.0.0.1:0", service: "native", consul: agent.Addr, interval: time.Second, register: true, connect: true}
+	go func() { done <- run(ctx, opts, hclog.NewNullLogger(), func(a string) { addrc <- a }) }()
+	var addr string
+	select {
+	case addr = <-addrc:
+	case err := <-done:
+		t.Fatalf("run: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("not registered within 30s")
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		entries, _, err := client.Health().Connect("native", "", true, nil)
+		if err == nil && len(entries) == 1 && entries[0].Service.Port == mustPort(t, addr) && entries[0].Service.Connect.Native {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not passing in /v1/health/connect/native: %v %v", entries, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	gw, err := consul.NewCerts(client.Agent(), consul.ConnectOptions{Service: "gateway"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = gw.Run(ctx) }()
+	defer gw.Stop()
+	<-gw.Ready()
+	get := func() (map[string]any, error) {
+		c := &http.Client{Transport: &http.Transport{DialContext: gw.Dialer("native", "", nil).DialContext}, Timeout: 10 * time.Second}
+		resp, err := c.Get("http://" + addr + "/hello")
+		if err != nil {
+			return nil, consul.ClassifyMeshError(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]any
+		return body, json.NewDecoder(resp.Body).Decode(&body)
+	}
+	body, err := get()
+	if err != nil || body["path"] != "/hello" || !strings.HasSuffix(body["peer"].(string), "/svc/gateway") || body["peer_serial"] == "" {
+		t.Fatalf("mesh request: %v %v", body, err)
+	}
+	// Go's TLS server answers a plain request 400 ("client sent an HTTP request to an HTTPS server").
+	if resp, err := http.Get("http://" + addr + "/hello"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("plain HTTP on the mesh port: %d", resp.StatusCode)
+		}
+	}
+	// Each get is a new connection; the agent may learn of an intention a moment after
+	// it was written.
+	agent.Intention(t, "gateway", "native", "deny")
+	deadline = time.Now().Add(15 * time.Second)
+	for {
+		_, err := get()
+		if errors.Is(err, consul.ErrMeshDenied) {
+			break
+		}
+		if err != nil || time.Now().After(deadline) {
+			t.Fatalf("denied: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	agent.Intention(t, "gateway", "native", "allow")
+	deadline = time.Now().Add(15 * time.Second)
+	for {
+		_, err := get()
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, consul.ErrMeshDenied) || time.Now().After(deadline) {
+			t.Fatalf("allowed again: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+}
+
+// TestBehindSidecar runs the service on loopback with -sidecar-port: it registers a
+// sidecar_service, and Consul's built-in proxy started for it carries mesh traffic.
+func TestBehindSidecar(t *testing.T) {
+	agent := testenv.StartConsul(t)
+	client, err := consul.NewClient(consul.Config{Address: agent.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // a free port for the sidecar
+	if err != nil {
+		t.Fatal(err)
+	}
+	sidecarPort := mustPort(t, ln.Addr().String())
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addrc := make(chan string, 1)
+	done := make(chan error, 1)
+	opts := options{listen: "127.0.0.1:0", advertise: "127.0.0.1", service: "web", id: "web-1", consul: agent.Addr,
+		interval: time.Second, register: true, sidecar: sidecarPort}
+	go func() { done <- run(ctx, opts, hclog.NewNullLogger(), func(a string) { addrc <- a }) }()
+	select {
+	case <-addrc:
+	case err := <-done:
+		t.Fatalf("run: %v", err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("not registered within 15s")
+	}
+	sc := agent.StartSidecar(t, "web-1", net.JoinHostPort("127.0.0.1", strconv.Itoa(sidecarPort)))
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		entries, _, err := client.Health().Connect("web", "", true, nil)
+		if err == nil && len(entries) == 1 && entries[0].Service.Port == sidecarPort {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sidecar not passing in /v1/health/connect/web: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	gw, err := consul.NewCerts(client.Agent(), consul.ConnectOptions{Service: "gateway"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = gw.Run(ctx) }()
+	defer gw.Stop()
+	<-gw.Ready()
+	c := &http.Client{Transport: &http.Transport{DialContext: gw.Dialer("web", "", nil).DialContext}, Timeout: 10 * time.Second}
+	resp, err := c.Get("http://" + sc.Addr + "/through")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body map[string]any
+	err = json.NewDecoder(resp.Body).Decode(&body)
+	resp.Body.Close()
+	if err != nil || body["path"] != "/through" || body["instance"] != "web-1" {
+		t.Fatalf("through the sidecar: %v %v", body, err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+}

@@ -1,0 +1,75 @@
+package stack_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/infinityxone/gateway/internal/stack"
+)
+
+// TestStackMesh runs the mesh variant (what docker-compose.mesh.yml runs in
+// containers): echo instances on loopback behind Consul's built-in Connect sidecar,
+// one gateway replica on deploy/gateway-mesh.hcl. The gateway reaches each service
+// through its sidecar only, over mutual TLS.
+func TestStackMesh(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	s, err := stack.Start(ctx, stack.Options{
+		Mesh: true, Gateways: 1,
+		Services: []stack.Service{{Name: "users", Instances: 1, Tags: []string{"v1"}}, {Name: "orders", Instances: 1, Tags: []string{"v1"}}},
+	})
+	if err != nil {
+		t.Fatalf("start mesh stack: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, p := range processes(s) {
+				t.Logf("--- %s log (end):\n%s", p.Name, lastBytes(p.Tail(), 12<<10))
+			}
+		}
+		if err := s.Stop(); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	})
+	g := s.Gateways[0]
+	c := newClient()
+	users := s.ServiceInstances("users")[0]
+	if users.Sidecar == nil {
+		t.Fatal("no sidecar in the mesh variant")
+	}
+	r := c.do(t, http.MethodGet, g.URL("/api/users/42"), nil)
+	if e := r.echo(t); e.Instance != users.ID || e.Path != "/users/42" {
+		t.Fatalf("through the sidecar: %+v", e)
+	}
+	tok := token(t, s, "mesh")
+	if e := c.do(t, http.MethodGet, g.URL("/api/orders/7"), bearer(tok)).echo(t); e.Service != "orders" {
+		t.Fatalf("orders: %+v", e)
+	}
+	var svcs []struct {
+		Name      string
+		Instances []struct {
+			Address string
+			Mesh    bool
+		}
+	}
+	if err := json.Unmarshal([]byte(c.do(t, http.MethodGet, g.AdminURL("/admin/services"), nil).body), &svcs); err != nil {
+		t.Fatal(err)
+	}
+	for _, sv := range svcs {
+		if sv.Name == "users" && (len(sv.Instances) != 1 || sv.Instances[0].Address != users.Sidecar.Addr || !sv.Instances[0].Mesh) {
+			t.Fatalf("users instances %+v, want the sidecar %s in the mesh", sv.Instances, users.Sidecar.Addr)
+		}
+	}
+	if r := c.get("http://" + users.Sidecar.Addr + "/users/42"); r.err == nil && r.status == http.StatusOK {
+		t.Fatal("plain HTTP through the sidecar was served")
+	}
+	var out strings.Builder
+	s.Describe(&out)
+	if !strings.Contains(out.String(), users.Sidecar.Addr) {
+		t.Fatalf("Describe leaves out the sidecar:\n%s", out.String())
+	}
+}
