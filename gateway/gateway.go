@@ -102,7 +102,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		hdrHTTPS:    []string{"https"},
 	}
 	if g.log == nil {
-		g.log = hclog.New(&hclog.LoggerOptions{Name: "gateway", Level: hclog.LevelFromString(cfg.Log.Level), Output: os.Stderr})
+		g.log = NewAppLogger(cfg.Log, os.Stderr)
 	}
 	built := false
 	defer func() {

@@ -18,8 +18,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-
 	"github.com/infinityxone/gateway/gateway"
 	"github.com/infinityxone/gateway/gateway/config"
 	"github.com/infinityxone/gateway/jwtauth"
@@ -126,11 +124,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 // serve runs a gateway until SIGTERM or SIGINT, then drains. started, if set, runs once
 // the listeners are up.
 func serve(cfg *config.Config, stdout, stderr io.Writer, started func(g *gateway.Gateway)) int {
-	logger := hclog.New(&hclog.LoggerOptions{
-		Name:   "gateway",
-		Level:  hclog.LevelFromString(cfg.Log.Level),
-		Output: stderr,
-	})
+	logger := gateway.NewAppLogger(cfg.Log, stderr)
 	g, err := gateway.New(cfg, gateway.Options{Logger: logger, AccessLog: stdout, Version: version})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
