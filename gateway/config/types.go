@@ -56,8 +56,8 @@ type Config struct {
 	Log        Log
 	Tracing    *Tracing // nil: no tracing block (no spans, no trace headers touched)
 	Consul     *Consul  // nil: no consul block
-	Redis      *Redis  // nil: no redis block
-	JWT        []JWT   // declaration order
+	Redis      *Redis   // nil: no redis block
+	JWT        []JWT    // declaration order
 	RateLimits []RateLimit
 	Services   []Service
 	Routes     []Route
