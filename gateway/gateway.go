@@ -21,6 +21,7 @@ import (
 	"github.com/infinityxone/gateway/gateway/balancer"
 	"github.com/infinityxone/gateway/gateway/config"
 	"github.com/infinityxone/gateway/gateway/router"
+	"github.com/infinityxone/gateway/gateway/tracing"
 )
 
 // Options are what New needs besides the config. Zero values mean defaults.
@@ -63,7 +64,8 @@ type Gateway struct {
 	svcOrder []*Service
 	stages   []Stage
 	auth     map[string]*authProvider
-	disc     *discovery // nil without a consul block
+	disc     *discovery      // nil without a consul block
+	tracer   *tracing.Tracer // nil without a tracing block
 	limits   *rateLimits
 	// claimHeaders are every header some provider sets from claims; the front removes
 	// them from every client request so that none can be forged.
@@ -121,6 +123,9 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.limits = limits
+	if g.tracer, err = g.newTracer(opts.Version); err != nil {
+		return nil, err
+	}
 
 	g.auth = make(map[string]*authProvider, len(cfg.JWT))
 	for _, jc := range cfg.JWT {

@@ -34,6 +34,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x.R = r
 	x.Start = time.Now()
 	defer g.finish(x)
+	if g.tracer != nil { // tracing hook: server span, continuing the client's traceparent
+		x.Trace = g.tracer.StartRequest(r)
+	}
 
 	h := r.Header
 	var ids []string
@@ -163,6 +166,9 @@ func (g *Gateway) finish(x *Exchange) {
 		x.Route.duration.Observe(end.Sub(x.Start).Seconds())
 	}
 	g.metrics.request(route, x.R.Method, x.W.Status())
+	if x.Trace.Active() { // tracing hook: name and end the server span
+		g.endTrace(x)
+	}
 	if g.accessLog != nil {
 		g.accessLog.Log(x, end)
 	}

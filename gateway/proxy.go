@@ -104,7 +104,9 @@ func (p *proxy) Serve(x *Exchange) {
 		skip.add(ep)
 		ep.Acquire()
 		start := time.Now()
+		span := x.Trace.StartAttempt(out, svc.Name, ep.Address, attempt) // tracing hook: client span, traceparent upstream
 		resp, err = svc.transport.RoundTrip(out)
+		span.End(resp, err) // tracing hook
 		svc.upstreamDuration.Observe(time.Since(start).Seconds())
 		if err == nil && (resp.StatusCode < 100 || resp.StatusCode > 599) {
 			resp.Body.Close()

@@ -125,6 +125,7 @@ func (g *Gateway) closeLogs() {
 		p.stop()
 	}
 	g.limits.close()
+	g.stopTracer()
 }
 
 // Ready reports whether the gateway should receive traffic: listening, not draining, and
