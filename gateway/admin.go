@@ -68,8 +68,9 @@ type InstanceInfo struct {
 }
 
 func (g *Gateway) routeInfo() []RouteInfo {
-	out := make([]RouteInfo, 0, len(g.routes))
-	for _, rt := range g.routes {
+	routes := g.cur.Load().routes
+	out := make([]RouteInfo, 0, len(routes))
+	for _, rt := range routes {
 		c := rt.Config
 		out = append(out, RouteInfo{Name: c.Name, Hosts: nonNil(c.Hosts), Methods: nonNil(c.Methods), Path: c.Path, Service: c.Service})
 	}
@@ -77,8 +78,9 @@ func (g *Gateway) routeInfo() []RouteInfo {
 }
 
 func (g *Gateway) serviceInfo() []ServiceInfo {
-	out := make([]ServiceInfo, 0, len(g.svcOrder))
-	for _, s := range g.svcOrder {
+	svcs := g.cur.Load().svcOrder
+	out := make([]ServiceInfo, 0, len(svcs))
+	for _, s := range svcs {
 		si := ServiceInfo{Name: s.Name, Source: s.Source, Instances: []InstanceInfo{}, WatchAgeSeconds: watchAge(s)}
 		for _, e := range s.Set.Endpoints() {
 			state := "none"

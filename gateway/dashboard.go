@@ -41,7 +41,7 @@ type RateLimitInfo struct {
 }
 
 func (g *Gateway) rateLimitInfo() []RateLimitInfo {
-	rls := g.cfg.RateLimits
+	rls := g.cur.Load().cfg.RateLimits
 	out := make([]RateLimitInfo, 0, len(rls))
 	for _, p := range rls {
 		out = append(out, RateLimitInfo{

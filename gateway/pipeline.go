@@ -34,6 +34,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x.R = r
 	x.Start = time.Now()
 	defer g.finish(x)
+	st := g.cur.Load()   // reload: this request's routes, from start to end
 	if g.tracer != nil { // tracing hook: server span, continuing the client's traceparent
 		x.Trace = g.tracer.StartRequest(r)
 	}
@@ -59,7 +60,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h["X-Request-Id"] = ids
 	w.Header()["X-Request-Id"] = ids
 	x.ClientIP = g.trusted.forwarded(r, remoteAddr(r), g)
-	g.dropProtected(h)
+	dropProtected(h, st.claimHeaders)
 
 	if max := g.cfg.Gateway.MaxHeaderBytes; max > 0 && headerBytes(r) > max {
 		x.FailWith(apiError{http.StatusRequestHeaderFieldsTooLarge, codeHeadersTooLarge, "request headers too large"})
@@ -81,18 +82,18 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	x.Path = path
-	res := g.table.Match(r.Host, r.Method, path)
+	res := st.table.Match(r.Host, r.Method, path)
 	switch res.Status {
 	case router.Found:
-		x.Route = g.routes[res.Route]
+		x.Route = st.routes[res.Route]
 		x.Route.handler.Serve(x)
 	case router.MethodNotAllowed:
 		// A CORS preflight is answered for a route with a cors block whatever its methods.
 		if isPreflight(r) {
-			pre := g.table.Match(r.Host, r.Header.Get("Access-Control-Request-Method"), path)
-			if pre.Status == router.Found && g.routes[pre.Route].cors != nil {
-				x.Route = g.routes[pre.Route]
-				g.routes[pre.Route].cors.preflight(x)
+			pre := st.table.Match(r.Host, r.Header.Get("Access-Control-Request-Method"), path)
+			if pre.Status == router.Found && st.routes[pre.Route].cors != nil {
+				x.Route = st.routes[pre.Route]
+				st.routes[pre.Route].cors.preflight(x)
 				return
 			}
 		}
@@ -106,8 +107,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // dropProtected removes what no client may send: the headers the gateway sets from JWT
 // claims, and any header with an underscore whose dash-folded name is one the gateway
 // sets (CGI-style backends fold "X-User_Id" into the same variable as "X-User-Id").
-func (g *Gateway) dropProtected(h http.Header) {
-	for _, name := range g.claimHeaders {
+func dropProtected(h http.Header, claimHeaders []string) {
+	for _, name := range claimHeaders {
 		delete(h, name)
 	}
 	for k := range h {
@@ -116,7 +117,7 @@ func (g *Gateway) dropProtected(h http.Header) {
 		}
 		folded := http.CanonicalHeaderKey(strings.ReplaceAll(k, "_", "-"))
 		if strings.HasPrefix(folded, "X-Forwarded-") || folded == "X-Real-Ip" || folded == "X-Request-Id" ||
-			folded == "Forwarded" || slices.Contains(g.claimHeaders, folded) {
+			folded == "Forwarded" || slices.Contains(claimHeaders, folded) {
 			delete(h, k)
 		}
 	}

@@ -196,7 +196,7 @@ func (g *Gateway) rateLimitStage(rt *Route, next Handler) Handler {
 	if rt.Config.RateLimit == "" {
 		return next
 	}
-	p := g.limits.policies[rt.Config.RateLimit]
+	p := rt.limit
 	routeKey := "r:" + rt.Name
 	return HandlerFunc(func(x *Exchange) {
 		res, err := p.lim.Allow(x.R.Context(), p.key(x, routeKey))

@@ -70,7 +70,7 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "gateway dev:", err)
 		return 1
 	}
-	return serve(cfg, stdout, stderr, func(g *gateway.Gateway) {
+	return serve(cfg, "", stdout, stderr, func(g *gateway.Gateway) {
 		base := "http://" + g.Addr()
 		fmt.Fprintf(stderr, `
   Infinity X One gateway (dev) on %[1]s   admin on http://%[2]s

@@ -118,14 +118,14 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return 1
 	}
-	return serve(cfg, stdout, stderr, nil)
+	return serve(cfg, path, stdout, stderr, nil)
 }
 
 // serve runs a gateway until SIGTERM or SIGINT, then drains. started, if set, runs once
-// the listeners are up.
-func serve(cfg *config.Config, stdout, stderr io.Writer, started func(g *gateway.Gateway)) int {
+// the listeners are up. With a config path, SIGHUP reloads the config from it.
+func serve(cfg *config.Config, path string, stdout, stderr io.Writer, started func(g *gateway.Gateway)) int {
 	logger := gateway.NewAppLogger(cfg.Log, stderr)
-	g, err := gateway.New(cfg, gateway.Options{Logger: logger, AccessLog: stdout, Version: version})
+	g, err := gateway.New(cfg, gateway.Options{Logger: logger, AccessLog: stdout, Version: version, ConfigPath: path})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
