@@ -98,7 +98,14 @@ func newRateLimits(g *Gateway, cfg *config.Config) (_ *rateLimits, err error) {
 	decisions := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gateway_ratelimit_decisions_total", Help: "Rate-limit decisions by policy and result (allowed, limited, error).",
 	}, []string{"policy", "result"})
-	g.metrics.Registry.MustRegister(decisions)
+	if err := g.metrics.Registry.Register(decisions); err != nil {
+		// A reload that changed the policies: the counters carry on.
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return nil, err
+		}
+		decisions = are.ExistingCollector.(*prometheus.CounterVec)
+	}
 	counters := map[string]map[ratelimit.Outcome]prometheus.Counter{}
 	for _, p := range cfg.RateLimits {
 		counters[p.Name] = map[ratelimit.Outcome]prometheus.Counter{}

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -150,4 +151,54 @@ route "b" {
 	}
 	_, metrics := get(t, "http://"+g.AdminAddr()+"/metrics")
 	mustContain(t, metrics, `gateway_config_reloads_total{result="error"} 1`)
+}
+
+// TestReloadChangesPolicies: a changed rate_limit block and a new JWT provider take
+// effect on the next request.
+func TestReloadChangesPolicies(t *testing.T) {
+	up := echoBackend(t, "a")
+	base := `
+service "a" {
+  instance {
+    address = "` + hostOf(up.Server) + `"
+  }
+}
+rate_limit "tight" {
+  requests = %d
+  period   = "1h"
+  store    = "memory"
+}
+route "a" {
+  path       = "/a"
+  service    = "a"
+  rate_limit = "tight"
+}
+`
+	gw := startGateway(t, fmt.Sprintf(base, 1), nil)
+	if resp, _ := get(t, gw.URL+"/a"); resp.StatusCode != 200 {
+		t.Fatalf("first: %d", resp.StatusCode)
+	}
+	if resp, _ := get(t, gw.URL+"/a"); resp.StatusCode != 429 {
+		t.Fatalf("second within a limit of 1: %d", resp.StatusCode)
+	}
+	next := fmt.Sprintf(base, 100) + `
+jwt "users" {
+  algorithms = ["HS256"]
+  secret     = "0123456789abcdef0123456789abcdef"
+}
+route "private" {
+  path    = "/private"
+  service = "a"
+  jwt     = "users"
+}
+`
+	if err := gw.ReloadConfig(parseConfig(t, next, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := get(t, gw.URL+"/a"); resp.StatusCode != 200 || resp.Header.Get("RateLimit-Limit") != "100" {
+		t.Errorf("after raising the limit: %d, RateLimit-Limit %q", resp.StatusCode, resp.Header.Get("RateLimit-Limit"))
+	}
+	if resp, _ := get(t, gw.URL+"/private"); resp.StatusCode != 401 {
+		t.Errorf("new JWT route without a token: %d, want 401", resp.StatusCode)
+	}
 }
