@@ -115,6 +115,11 @@ func (l *AccessLog) json(b []byte, x *Exchange, end time.Time) []byte {
 	b = x.Start.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
 	b = append(b, `","request_id":`...)
 	b = appendJSONString(b, x.RequestID)
+	if x.Trace.Active() {
+		b = append(b, `,"trace_id":"`...)
+		b = x.Trace.AppendTraceID(b)
+		b = append(b, '"')
+	}
 	b = append(b, `,"client_ip":"`...)
 	b = x.ClientIP.AppendTo(b)
 	b = append(b, `","method":`...)

@@ -7,7 +7,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// AdminHandler serves /healthz, /readyz, /metrics, /admin/routes and /admin/services.
+// AdminHandler serves /healthz, /readyz, /metrics, /admin/routes, /admin/services,
+// /admin/ratelimits and the dashboard at /ui/.
 func (g *Gateway) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -27,6 +28,11 @@ func (g *Gateway) AdminHandler() http.Handler {
 	mux.HandleFunc("GET /admin/services", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, g.serviceInfo())
 	})
+	mux.HandleFunc("GET /admin/ratelimits", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, g.rateLimitInfo())
+	})
+	mux.Handle("GET /ui/", dashboardHandler())
+	mux.Handle("GET /ui", http.RedirectHandler("/ui/", http.StatusMovedPermanently))
 	return mux
 }
 
@@ -44,6 +50,9 @@ type ServiceInfo struct {
 	Name      string         `json:"name"`
 	Source    string         `json:"source"`
 	Instances []InstanceInfo `json:"instances"`
+	// WatchAgeSeconds is the time since Consul's last good answer (Consul services only;
+	// -1 before the first).
+	WatchAgeSeconds *float64 `json:"watch_age_seconds,omitempty"`
 }
 
 // InstanceInfo describes one instance in /admin/services.
@@ -60,8 +69,9 @@ type InstanceInfo struct {
 }
 
 func (g *Gateway) routeInfo() []RouteInfo {
-	out := make([]RouteInfo, 0, len(g.routes))
-	for _, rt := range g.routes {
+	routes := g.cur.Load().routes
+	out := make([]RouteInfo, 0, len(routes))
+	for _, rt := range routes {
 		c := rt.Config
 		out = append(out, RouteInfo{Name: c.Name, Hosts: nonNil(c.Hosts), Methods: nonNil(c.Methods), Path: c.Path, Service: c.Service})
 	}
@@ -69,9 +79,10 @@ func (g *Gateway) routeInfo() []RouteInfo {
 }
 
 func (g *Gateway) serviceInfo() []ServiceInfo {
-	out := make([]ServiceInfo, 0, len(g.svcOrder))
-	for _, s := range g.svcOrder {
-		si := ServiceInfo{Name: s.Name, Source: s.Source, Instances: []InstanceInfo{}}
+	svcs := g.cur.Load().svcOrder
+	out := make([]ServiceInfo, 0, len(svcs))
+	for _, s := range svcs {
+		si := ServiceInfo{Name: s.Name, Source: s.Source, Instances: []InstanceInfo{}, WatchAgeSeconds: watchAge(s)}
 		for _, e := range s.Set.Endpoints() {
 			state := "none"
 			if b := breakerOf(e); b != nil {

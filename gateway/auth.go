@@ -108,7 +108,7 @@ func (g *Gateway) authStage(rt *Route, next Handler) Handler {
 	if rt.Config.JWT == "" {
 		return next
 	}
-	p := g.auth[rt.Config.JWT]
+	p := rt.auth
 	roles := rt.Config.Roles
 	realm := rt.Config.JWT
 	return HandlerFunc(func(x *Exchange) {

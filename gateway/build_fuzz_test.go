@@ -156,8 +156,8 @@ func FuzzValidateThenBuild(f *testing.F) {
 		if err != nil {
 			t.Fatalf("validate accepted, run refused: %v\n%s", err, src)
 		}
-		if g.table.Len() != 2 {
-			t.Fatalf("table has %d routes", g.table.Len())
+		if table := g.cur.Load().table; table.Len() != 2 {
+			t.Fatalf("table has %d routes", table.Len())
 		}
 		// A breaker the config asked for exists on every instance (a breaker that its
 		// own settings refuse would be silently missing).

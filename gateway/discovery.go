@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -30,6 +31,12 @@ type discovery struct {
 	keepDone chan struct{}      // closed when that loop has returned
 	mesh     *mesh              // nil without a connect block
 	wg       sync.WaitGroup
+
+	// mu guards what a reload changes: the watchers, the context they run in once
+	// started, and the watcher each service's age gauge reads.
+	mu     sync.Mutex
+	runCtx context.Context // nil until start
+	ages   map[string]*consul.Watcher
 
 	updates *prometheus.CounterVec
 	errs    *prometheus.CounterVec
@@ -80,21 +87,61 @@ func (d *discovery) watch(s *Service, sc *config.ServiceConsul, wait time.Durati
 		return fmt.Errorf("%s: service %q: %w", sc.Pos, s.Name, err)
 	}
 	s.watcher = w
-	d.watchers = append(d.watchers, w)
 	d.updates.WithLabelValues(s.Name)
 	d.errs.WithLabelValues(s.Name)
-	d.g.metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name:        "gateway_consul_last_success_age_seconds",
-		Help:        "Seconds since the last good answer from Consul for this service (-1 before the first).",
-		ConstLabels: prometheus.Labels{"service": s.Name},
-	}, func() float64 {
-		t := w.LastSuccess()
-		if t.IsZero() {
-			return -1
-		}
-		return time.Since(t).Seconds()
-	}))
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.watchers = append(d.watchers, w)
+	if d.ages == nil {
+		d.ages = map[string]*consul.Watcher{}
+	}
+	_, gauged := d.ages[s.Name]
+	d.ages[s.Name] = w
+	if !gauged { // one gauge per service name, reading whichever watcher is current
+		name := s.Name
+		d.g.metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "gateway_consul_last_success_age_seconds",
+			Help:        "Seconds since the last good answer from Consul for this service (-1 before the first).",
+			ConstLabels: prometheus.Labels{"service": name},
+		}, func() float64 {
+			d.mu.Lock()
+			w := d.ages[name]
+			d.mu.Unlock()
+			if w == nil {
+				return -1
+			}
+			t := w.LastSuccess()
+			if t.IsZero() {
+				return -1
+			}
+			return time.Since(t).Seconds()
+		}))
+	}
+	if d.runCtx != nil { // added by a reload: runs at once
+		d.run(w)
+	}
 	return nil
+}
+
+// unwatch stops the watcher of a service that a reload removed or replaced.
+func (d *discovery) unwatch(s *Service) {
+	w := s.watcher
+	d.mu.Lock()
+	d.watchers = slices.DeleteFunc(d.watchers, func(x *consul.Watcher) bool { return x == w })
+	if d.ages[s.Name] == w {
+		d.ages[s.Name] = nil
+	}
+	d.mu.Unlock()
+	w.Stop()
+}
+
+// run starts one watcher; d.mu is held.
+func (d *discovery) run(w *consul.Watcher) {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		_ = w.Run(d.runCtx)
+	}()
 }
 
 // toBalancer turns Consul's instances into the balancer's. IDs are only unique per
@@ -128,12 +175,11 @@ func (d *discovery) start(ctx context.Context) {
 			_ = d.mesh.certs.Run(ctx)
 		}()
 	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.runCtx = ctx
 	for _, w := range d.watchers {
-		d.wg.Add(1)
-		go func() {
-			defer d.wg.Done()
-			_ = w.Run(ctx)
-		}()
+		d.run(w)
 	}
 }
 
@@ -143,7 +189,10 @@ func (d *discovery) stop() {
 		d.stopKeep()
 		<-d.keepDone
 	}
-	for _, w := range d.watchers {
+	d.mu.Lock()
+	ws := slices.Clone(d.watchers)
+	d.mu.Unlock()
+	for _, w := range ws {
 		w.Stop()
 	}
 	if d.mesh != nil {

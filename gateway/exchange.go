@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/netip"
 	"time"
+
+	"github.com/infinityxone/gateway/gateway/tracing"
 )
 
 // Exchange is one request on its way through the pipeline. It is pooled: a stage must not
@@ -25,6 +27,9 @@ type Exchange struct {
 
 	// Claims are the verified token's claims, set by the auth stage for later stages.
 	Claims Claims
+
+	// Trace is the request's server span; the zero value (no tracing block) does nothing.
+	Trace tracing.Request
 
 	upgrade    string  // "websocket" when the client asked to switch to it
 	tunnel     *tunnel // the upgraded connection, once hijacked

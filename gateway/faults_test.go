@@ -112,7 +112,7 @@ func TestUpstreamFaults(t *testing.T) {
 func TestPanicBecomes500(t *testing.T) {
 	b := echoBackend(t, "a")
 	g := startGateway(t, basicConfig, map[string]string{"A": hostOf(b.Server)})
-	g.routes[0].handler = HandlerFunc(func(x *Exchange) { panic("boom") })
+	g.cur.Load().routes[0].handler = HandlerFunc(func(x *Exchange) { panic("boom") })
 	resp, body := get(t, g.URL+"/hello")
 	if resp.StatusCode != 500 {
 		t.Fatalf("status %d", resp.StatusCode)

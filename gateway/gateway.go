@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,9 +18,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/infinityxone/gateway/gateway/balancer"
 	"github.com/infinityxone/gateway/gateway/config"
 	"github.com/infinityxone/gateway/gateway/router"
+	"github.com/infinityxone/gateway/gateway/tracing"
 )
 
 // Options are what New needs besides the config. Zero values mean defaults.
@@ -36,6 +35,9 @@ type Options struct {
 	// Now is the clock of circuit breakers; nil: time.Now. Tests move it. (Every package
 	// takes its clock the same way: a Now func, plus an After func where it waits.)
 	Now func() time.Time
+	// ConfigPath is the file or directory the config came from; when set, Run reloads
+	// it on SIGHUP (see Reload).
+	ConfigPath string
 }
 
 // Route is the runtime form of a `route` block.
@@ -47,6 +49,8 @@ type Route struct {
 	cors     *corsPolicy
 	fallback *fallback
 	duration prometheus.Observer
+	auth     *authProvider // the route's jwt provider, nil without one
+	limit    *ratePolicy   // the route's rate_limit policy, nil without one
 }
 
 // Gateway is one gateway replica: built by New from a validated config, served by Run.
@@ -61,44 +65,44 @@ type Gateway struct {
 	trusted   trustedProxies
 	maxBody   int64
 
-	table    *router.Table
-	routes   []*Route
-	services map[string]*Service
-	svcOrder []*Service
-	stages   []Stage
-	auth     map[string]*authProvider
-	disc     *discovery // nil without a consul block
-	limits   *rateLimits
-	// claimHeaders are every header some provider sets from claims; the front removes
-	// them from every client request so that none can be forged.
-	claimHeaders []string
-	pool         sync.Pool
-	bufs         sync.Pool
+	// cur is what a reload swaps: routes, services, policies and JWT providers. A
+	// request loads it once (reload.go).
+	cur    atomic.Pointer[snapshot]
+	reload reloader
+	stages []Stage
+	disc   *discovery      // nil without a consul block
+	tracer *tracing.Tracer // nil without a tracing block
+	pool   sync.Pool
+	bufs   sync.Pool
 
 	// Constant header values, shared by every request (each slice has cap == len, so an
 	// append elsewhere copies instead of writing into it).
 	hdrUpgrade, hdrTrailers, hdrEmpty, hdrHTTP, hdrHTTPS, hdrClose []string
 
-	tunnels  tunnels // upgraded connections, for shutdown
+	tunnels  tunnels          // upgraded connections, for shutdown
+	now      func() time.Time // breakers' clock (Options.Now)
+	path     string           // Options.ConfigPath
 	draining atomic.Bool
 	started  chan struct{}
 	addr     atomic.Pointer[string]
 	admin    atomic.Pointer[string]
 	tlsConf  *tls.Config
+	cert     atomic.Pointer[tls.Certificate] // re-read on reload
 }
 
 // New builds a gateway from a validated cfg.
 func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	g := &Gateway{
-		cfg:      cfg,
-		log:      opts.Logger,
-		events:   &Events{},
-		metrics:  NewMetrics(),
-		ids:      newRequestIDs(),
-		trusted:  trustedProxies(cfg.Gateway.TrustedProxies),
-		maxBody:  cfg.Gateway.MaxBodyBytes,
-		services: make(map[string]*Service, len(cfg.Services)),
-		started:  make(chan struct{}),
+		cfg:     cfg,
+		log:     opts.Logger,
+		events:  &Events{},
+		metrics: NewMetrics(),
+		ids:     newRequestIDs(),
+		trusted: trustedProxies(cfg.Gateway.TrustedProxies),
+		maxBody: cfg.Gateway.MaxBodyBytes,
+		started: make(chan struct{}),
+		now:     opts.Now,
+		path:    opts.ConfigPath,
 
 		hdrUpgrade:  []string{"Upgrade"},
 		hdrTrailers: []string{"trailers"},
@@ -108,7 +112,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		hdrClose:    []string{"close"},
 	}
 	if g.log == nil {
-		g.log = hclog.New(&hclog.LoggerOptions{Name: "gateway", Level: hclog.LevelFromString(cfg.Log.Level), Output: os.Stderr})
+		g.log = NewAppLogger(cfg.Log, os.Stderr)
 	}
 	built := false
 	defer func() {
@@ -131,30 +135,14 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	}
 	g.metrics.subscribe(g.events)
 	g.subscribeLogs()
+	g.newReloadMetrics()
 	// The route pipeline, in the order of docs/architecture.md (Request flow); the proxy
 	// ends every route.
 	g.stages = []Stage{corsStage, g.authStage, g.rateLimitStage}
-	limits, err := newRateLimits(g, cfg)
-	if err != nil {
+	var err error
+	if g.tracer, err = g.newTracer(opts.Version); err != nil {
 		return nil, err
 	}
-	g.limits = limits
-
-	g.auth = make(map[string]*authProvider, len(cfg.JWT))
-	for _, jc := range cfg.JWT {
-		p, err := newAuthProvider(jc, g.log, g.metrics)
-		if err != nil {
-			return nil, err
-		}
-		g.auth[jc.Name] = p
-		p.warm()
-		for _, f := range p.forward {
-			if !slices.Contains(g.claimHeaders, f[1]) {
-				g.claimHeaders = append(g.claimHeaders, f[1])
-			}
-		}
-	}
-
 	if cfg.Consul != nil {
 		d, err := newDiscovery(g, cfg.Consul)
 		if err != nil {
@@ -162,96 +150,16 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		}
 		g.disc = d
 	}
-	for i := range cfg.Services {
-		sc := &cfg.Services[i]
-		bs := newBreakers(sc.CircuitBreaker)
-		var bopts balancer.Options
-		if bs != nil {
-			bs.settings.Now = opts.Now
-			bopts.OnNew = bs.onNew(sc.Name, g.events, sc.Timeout)
-		}
-		set, err := balancer.NewSet(sc.LoadBalancer, bopts)
-		if err != nil {
-			return nil, fmt.Errorf("service %q: %w", sc.Name, err)
-		}
-		pol, err := newRetryPolicy(sc.Retry, g.metrics.upstreamRetries.WithLabelValues(sc.Name))
-		if err != nil {
-			return nil, fmt.Errorf("%s: service %q: retry: %w", sc.Pos, sc.Name, err)
-		}
-		tr, inMesh := g.transportFor(sc)
-		s := &Service{
-			breakers:    bs,
-			retry:       pol,
-			Name:        sc.Name,
-			Source:      "static",
-			Set:         set,
-			Timeout:     sc.Timeout,
-			IdleTimeout: sc.IdleTimeout,
-			transport:   tr,
-			mesh:        inMesh,
-			hashKey:     sc.LoadBalancer == "ip_hash",
-
-			metrics:          g.metrics,
-			upstreamDuration: g.metrics.upstreamDuration.WithLabelValues(sc.Name),
-		}
-		if sc.Consul != nil {
-			s.Source = "consul"
-			if err := g.disc.watch(s, sc.Consul, cfg.Consul.WaitTime, cfg.Consul.Datacenter); err != nil {
-				return nil, err
-			}
-		}
-		g.services[sc.Name] = s
-		g.svcOrder = append(g.svcOrder, s)
-	}
-
-	rroutes := make([]router.Route, len(cfg.Routes))
-	for i := range cfg.Routes {
-		rc := cfg.Routes[i]
-		rroutes[i] = router.Route{Hosts: rc.Hosts, Methods: rc.Methods, Path: rc.Path}
-		svc := g.services[rc.Service]
-		rt := &Route{
-			Name:     rc.Name,
-			Config:   rc,
-			Service:  svc,
-			cors:     newCORS(rc.CORS),
-			fallback: newFallback(rc.Fallback),
-			duration: g.metrics.requestDuration.WithLabelValues(rc.Name),
-		}
-		timeout := rc.Timeout
-		if timeout == 0 {
-			timeout = svc.Timeout
-		}
-		var h Handler = &proxy{g: g, route: rt, service: svc, timeout: timeout, strip: rc.StripPrefix, bufs: &g.bufs}
-		for j := len(g.stages) - 1; j >= 0; j-- {
-			h = g.stages[j](rt, h)
-		}
-		rt.handler = h
-		g.routes = append(g.routes, rt)
-	}
-	table, err := router.New(rroutes)
+	st, err := g.build(cfg, nil)
 	if err != nil {
 		return nil, routeTableError(cfg.Routes, err)
 	}
-	g.table = table
-
+	g.cur.Store(st)
 	if t := cfg.Gateway.TLS; t != nil {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("%s: tls: %w", t.Pos, err)
+		if err := g.loadCertificate(t); err != nil {
+			return nil, err
 		}
-		g.tlsConf = &tls.Config{MinVersion: t.MinVersion, Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}
-	}
-
-	// Static instances are known now.
-	for _, sc := range cfg.Services {
-		if sc.Consul != nil {
-			continue
-		}
-		ins := make([]balancer.Instance, len(sc.Instances))
-		for i, in := range sc.Instances {
-			ins[i] = balancer.Instance{ID: in.Address, Address: in.Address, Weight: in.Weight}
-		}
-		g.services[sc.Name].UpdateInstances(g.events, ins)
+		g.tlsConf = &tls.Config{MinVersion: t.MinVersion, NextProtos: []string{"h2", "http/1.1"}, GetCertificate: g.certificate}
 	}
 	if cfg.Log.AccessLog {
 		out := opts.AccessLog
@@ -261,7 +169,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		g.accessLog = NewAccessLog(out, cfg.Log.Format, cfg.Log.RedactHeaders)
 	}
 	built = true
-	g.events.Publish(ConfigLoaded{Routes: len(g.routes), Services: len(g.services)})
+	g.events.Publish(ConfigLoaded{Routes: len(st.routes), Services: len(st.services)})
 	return g, nil
 }
 
@@ -289,10 +197,10 @@ func (g *Gateway) Events() *Events { return g.events }
 func (g *Gateway) Metrics() *Metrics { return g.metrics }
 
 // Routes returns the runtime routes in declaration order.
-func (g *Gateway) Routes() []*Route { return g.routes }
+func (g *Gateway) Routes() []*Route { return g.cur.Load().routes }
 
 // Service returns the runtime service by name, or nil.
-func (g *Gateway) Service(name string) *Service { return g.services[name] }
+func (g *Gateway) Service(name string) *Service { return g.cur.Load().services[name] }
 
 // Started is closed once both listeners accept connections.
 func (g *Gateway) Started() <-chan struct{} { return g.started }

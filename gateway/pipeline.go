@@ -35,6 +35,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x.R = r
 	x.Start = time.Now()
 	defer g.finish(x)
+	st := g.cur.Load()   // reload: this request's routes, from start to end
+	if g.tracer != nil { // tracing hook: server span, continuing the client's traceparent
+		x.Trace = g.tracer.StartRequest(r)
+	}
 
 	h := r.Header
 	var ids []string
@@ -57,7 +61,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h["X-Request-Id"] = ids
 	w.Header()["X-Request-Id"] = ids
 	x.ClientIP = g.trusted.forwarded(r, remoteAddr(r), g)
-	g.dropProtected(h)
+	dropProtected(h, st.claimHeaders)
 
 	if max := g.cfg.Gateway.MaxHeaderBytes; max > 0 && headerBytes(r) > max {
 		// The head was read but not believed: the stream is unsure, so the connection
@@ -81,18 +85,18 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	x.Path = path
-	res := g.table.Match(r.Host, r.Method, path)
+	res := st.table.Match(r.Host, r.Method, path)
 	switch res.Status {
 	case router.Found:
-		x.Route = g.routes[res.Route]
+		x.Route = st.routes[res.Route]
 		x.Route.handler.Serve(x)
 	case router.MethodNotAllowed:
 		// A CORS preflight is answered for a route with a cors block whatever its methods.
 		if isPreflight(r) {
-			pre := g.table.Match(r.Host, r.Header.Get("Access-Control-Request-Method"), path)
-			if pre.Status == router.Found && g.routes[pre.Route].cors != nil {
-				x.Route = g.routes[pre.Route]
-				g.routes[pre.Route].cors.preflight(x)
+			pre := st.table.Match(r.Host, r.Header.Get("Access-Control-Request-Method"), path)
+			if pre.Status == router.Found && st.routes[pre.Route].cors != nil {
+				x.Route = st.routes[pre.Route]
+				st.routes[pre.Route].cors.preflight(x)
 				return
 			}
 		}
@@ -106,8 +110,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // dropProtected removes what no client may send: the headers the gateway sets from JWT
 // claims, and any header with an underscore whose dash-folded name is one the gateway
 // sets (CGI-style backends fold "X-User_Id" into the same variable as "X-User-Id").
-func (g *Gateway) dropProtected(h http.Header) {
-	for _, name := range g.claimHeaders {
+func dropProtected(h http.Header, claimHeaders []string) {
+	for _, name := range claimHeaders {
 		delete(h, name)
 	}
 	for k := range h {
@@ -116,7 +120,7 @@ func (g *Gateway) dropProtected(h http.Header) {
 		}
 		folded := http.CanonicalHeaderKey(strings.ReplaceAll(k, "_", "-"))
 		if strings.HasPrefix(folded, "X-Forwarded-") || folded == "X-Real-Ip" || folded == "X-Request-Id" ||
-			folded == "Forwarded" || slices.Contains(g.claimHeaders, folded) {
+			folded == "Forwarded" || slices.Contains(claimHeaders, folded) {
 			delete(h, k)
 		}
 	}
@@ -166,6 +170,9 @@ func (g *Gateway) finish(x *Exchange) {
 		x.Route.duration.Observe(end.Sub(x.Start).Seconds())
 	}
 	g.metrics.request(route, x.R.Method, x.W.Status())
+	if x.Trace.Active() { // tracing hook: name and end the server span
+		g.endTrace(x)
+	}
 	if g.accessLog != nil {
 		g.accessLog.Log(x, end)
 	}

@@ -189,7 +189,9 @@ func (p *proxy) tryInstance(f *forward, a *attempt, n int) {
 	f.skip.add(a.ep)
 	a.ep.Acquire()
 	start := time.Now()
+	span := x.Trace.StartAttempt(f.out, svc.Name, a.ep.Address, n) // tracing hook: client span, traceparent upstream
 	a.resp, a.err = svc.transport.RoundTrip(f.out)
+	span.End(a.resp, a.err) // tracing hook
 	svc.upstreamDuration.Observe(time.Since(start).Seconds())
 	if a.err == nil && (a.resp.StatusCode < 100 || a.resp.StatusCode > 599) {
 		a.resp.Body.Close()

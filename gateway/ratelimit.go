@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -97,7 +98,14 @@ func newRateLimits(g *Gateway, cfg *config.Config) (_ *rateLimits, err error) {
 	decisions := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gateway_ratelimit_decisions_total", Help: "Rate-limit decisions by policy and result (allowed, limited, error).",
 	}, []string{"policy", "result"})
-	g.metrics.Registry.MustRegister(decisions)
+	if err := g.metrics.Registry.Register(decisions); err != nil {
+		// A reload that changed the policies: the counters carry on.
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return nil, err
+		}
+		decisions = are.ExistingCollector.(*prometheus.CounterVec)
+	}
 	counters := map[string]map[ratelimit.Outcome]prometheus.Counter{}
 	for _, p := range cfg.RateLimits {
 		counters[p.Name] = map[ratelimit.Outcome]prometheus.Counter{}
@@ -195,7 +203,7 @@ func (g *Gateway) rateLimitStage(rt *Route, next Handler) Handler {
 	if rt.Config.RateLimit == "" {
 		return next
 	}
-	p := g.limits.policies[rt.Config.RateLimit]
+	p := rt.limit
 	routeKey := "r:" + rt.Name
 	return HandlerFunc(func(x *Exchange) {
 		res, err := p.lim.Allow(x.R.Context(), p.key(x, routeKey))

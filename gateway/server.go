@@ -59,6 +59,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	g.log.Info("listening", "address", scheme+"://"+a, "admin", "http://"+aa)
 	close(g.started)
+	if g.path != "" {
+		hctx, stopHUP := context.WithCancel(ctx)
+		hdone := make(chan struct{})
+		go g.reloadOnSIGHUP(hctx, hdone)
+		defer func() { stopHUP(); <-hdone }()
+	}
 	if g.disc != nil {
 		if err := g.disc.register(context.WithoutCancel(ctx), a, aa); err != nil {
 			g.log.Error("consul registration", "error", err)
@@ -123,13 +129,19 @@ func (g *Gateway) closeLogs() {
 	if g.accessLog != nil {
 		g.accessLog.Close()
 	}
-	for _, s := range g.svcOrder {
+	st := g.cur.Load()
+	if st == nil {
+		g.stopTracer()
+		return // New failed before the first snapshot: build released its own parts
+	}
+	for _, s := range st.svcOrder {
 		s.transport.CloseIdleConnections()
 	}
-	for _, p := range g.auth {
+	for _, p := range st.auth {
 		p.stop()
 	}
-	g.limits.close()
+	st.limits.close()
+	g.stopTracer()
 }
 
 // Ready reports whether the gateway should receive traffic: listening, not draining, and
@@ -143,7 +155,7 @@ func (g *Gateway) Ready() (bool, string) {
 	if g.draining.Load() {
 		return false, "draining"
 	}
-	for _, s := range g.svcOrder {
+	for _, s := range g.cur.Load().svcOrder {
 		if !s.ready.Load() {
 			if why := watchErr(s); why != "" {
 				return false, why

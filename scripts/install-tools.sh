@@ -5,6 +5,7 @@
 #   consul          Consul v1.14.11 built from the tools module tools/consul through
 #                   the Go module proxy, into ${GATEWAY_TOOLS:-$HOME/.cache/gateway-tools}
 #   docker-compose  Debian package (for the compose file check)
+#   chromium        Debian package, without recommends (the dashboard's browser test)
 #
 # With arguments, installs only those Debian packages instead (`make bench` runs
 # `scripts/install-tools.sh wrk`).
@@ -91,6 +92,14 @@ if ! need_command docker-compose; then
 		say "warning: docker-compose not installed; only the compose file check needs it"
 	fi
 fi
+
+# --- chromium: the dashboard's browser test (gateway/dashboard_test.go) ---
+if command -v chromium >/dev/null 2>&1; then
+	say "chromium: $(command -v chromium)"
+elif ! { apt_install --no-install-recommends chromium && command -v chromium >/dev/null 2>&1; }; then
+	missing+=(chromium)
+fi
+# --- end chromium ---
 
 if [ ${#missing[@]} -gt 0 ]; then
 	say "missing: ${missing[*]}"

@@ -67,7 +67,7 @@ func (c *cli) cmdDev(args []string) int {
 		fmt.Fprintln(stderr, "gateway dev:", err)
 		return 1
 	}
-	return c.serve(cfg, func(g *gateway.Gateway) {
+	return c.serve(cfg, "", func(g *gateway.Gateway) {
 		base := "http://" + g.Addr()
 		fmt.Fprintf(stderr, `
   Infinity X One gateway (dev) on %[1]s   admin on http://%[2]s

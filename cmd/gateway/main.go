@@ -23,8 +23,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-
 	"github.com/infinityxone/gateway/gateway"
 	"github.com/infinityxone/gateway/gateway/config"
 	"github.com/infinityxone/gateway/jwtauth"
@@ -287,18 +285,14 @@ func (c *cli) cmdRun(args []string) int {
 	if !ok {
 		return exitError
 	}
-	return c.serve(cfg, nil)
+	return c.serve(cfg, path, nil)
 }
 
 // serve runs a gateway until SIGTERM or SIGINT, then drains. started, if set, runs once
-// the listeners are up.
-func (c *cli) serve(cfg *config.Config, started func(g *gateway.Gateway)) int {
-	logger := hclog.New(&hclog.LoggerOptions{
-		Name:   "gateway",
-		Level:  hclog.LevelFromString(cfg.Log.Level),
-		Output: c.stderr,
-	})
-	g, err := gateway.New(cfg, gateway.Options{Logger: logger, AccessLog: c.stdout, Version: versionString(version, readBuildInfo).Version})
+// the listeners are up. With a config path, SIGHUP reloads the config from it.
+func (c *cli) serve(cfg *config.Config, path string, started func(g *gateway.Gateway)) int {
+	logger := gateway.NewAppLogger(cfg.Log, c.stderr)
+	g, err := gateway.New(cfg, gateway.Options{Logger: logger, AccessLog: c.stdout, Version: versionString(version, readBuildInfo).Version, ConfigPath: path})
 	if err != nil {
 		fmt.Fprintln(c.stderr, err)
 		return exitError

@@ -14,7 +14,7 @@ import (
 type parsed struct {
 	cfg                                Config
 	gateway, admin, log, consul, redis *loc // nil: block absent
-	connect                            *loc // nil: block absent
+	connect, tracing                   *loc // nil: block absent
 	jwt, rateLimits, services, routes  []*loc
 	routeBlocks                        int // route blocks seen, named or not
 }
@@ -23,7 +23,7 @@ type parsed struct {
 // the whole config, across files.
 var (
 	namedBlocks  = []string{"jwt", "rate_limit", "service", "route"}
-	singleBlocks = []string{"gateway", "admin", "log", "consul", "redis", "connect"}
+	singleBlocks = []string{"gateway", "admin", "log", "tracing", "consul", "redis", "connect"}
 )
 
 // file decodes one file's top-level blocks into p.
@@ -75,6 +75,8 @@ func (d *decoder) single(blk *hclsyntax.Block, p *parsed) {
 		first = &p.admin
 	case "log":
 		first = &p.log
+	case "tracing":
+		first = &p.tracing
 	case "consul":
 		first = &p.consul
 	case "redis":
@@ -93,6 +95,9 @@ func (d *decoder) single(blk *hclsyntax.Block, p *parsed) {
 		p.cfg.Admin, p.admin = d.admin(blk)
 	case "log":
 		p.cfg.Log, p.log = d.logBlock(blk)
+	case "tracing":
+		t, l := d.tracing(blk)
+		p.cfg.Tracing, p.tracing = &t, l
 	case "consul":
 		c, l := d.consul(blk)
 		p.cfg.Consul, p.consul = &c, l
@@ -212,14 +217,27 @@ func (d *decoder) admin(blk *hclsyntax.Block) (Admin, *loc) {
 func (d *decoder) logBlock(blk *hclsyntax.Block) (Log, *loc) {
 	lg := defaultLog()
 	b := d.open(blk.Body, rangePos(blk.TypeRange), "log", schema{
-		attrs: []string{"level", "format", "access_log", "redact_headers"},
+		attrs: []string{"level", "format", "access_log", "redact_headers", "app_format"},
 	})
 	lg.Pos = b.loc.block
+	b.str("app_format", &lg.AppFormat)
 	b.str("level", &lg.Level)
 	b.str("format", &lg.Format)
 	b.boolean("access_log", &lg.AccessLog)
 	b.strs("redact_headers", &lg.RedactHeaders)
 	return lg, b.loc
+}
+
+func (d *decoder) tracing(blk *hclsyntax.Block) (Tracing, *loc) {
+	t := defaultTracing()
+	b := d.open(blk.Body, rangePos(blk.TypeRange), "tracing", schema{
+		attrs: []string{"endpoint", "sample_ratio", "service_name"},
+	})
+	t.Pos = b.loc.block
+	b.str("endpoint", &t.Endpoint)
+	b.float("sample_ratio", &t.SampleRatio)
+	b.str("service_name", &t.ServiceName)
+	return t, b.loc
 }
 
 func (d *decoder) consul(blk *hclsyntax.Block) (Consul, *loc) {

@@ -364,7 +364,7 @@ func TestDesignExample(t *testing.T) {
 		},
 		Admin: Admin{Pos: at(16, 1), Address: "127.0.0.1:9901"},
 		Log: Log{Pos: at(20, 1), Level: "info", Format: "json", AccessLog: true,
-			RedactHeaders: []string{"Authorization", "Cookie", "Set-Cookie", "X-Api-Key"}},
+			RedactHeaders: []string{"Authorization", "Cookie", "Set-Cookie", "X-Api-Key"}, AppFormat: "text"},
 		Consul: &Consul{Pos: at(27, 1), Address: "consul.internal:8500", WaitTime: 5 * time.Minute,
 			Register: &Register{Pos: at(32, 3), Service: "gateway", Tags: []string{"edge"}, DeregisterDelay: 5 * time.Second}},
 		Redis: &Redis{Pos: at(40, 1), Address: "127.0.0.1:6379", Password: "hunter2", Timeout: 50 * time.Millisecond},
@@ -525,7 +525,7 @@ func TestDefaults(t *testing.T) {
 			ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, ClientWriteTimeout: 30 * time.Second, MaxHeaderBytes: 65536, MaxBodyBytes: 10 << 20})
 		equal(t, "admin", cfg.Admin, Admin{Address: "127.0.0.1:9901"})
 		equal(t, "log", cfg.Log, Log{Level: "info", Format: "json", AccessLog: true,
-			RedactHeaders: []string{"Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie", "X-Api-Key"}})
+			RedactHeaders: []string{"Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie", "X-Api-Key"}, AppFormat: "text"})
 		if cfg.Consul != nil || cfg.Redis != nil || cfg.JWT != nil || cfg.RateLimits != nil {
 			t.Errorf("absent blocks decoded: %+v", cfg)
 		}
@@ -576,7 +576,7 @@ route "r" {
 		at := func(line, col int) Pos { return Pos{File: "t.hcl", Line: line, Column: col} }
 		equal(t, "tls", cfg.Gateway.TLS, &TLS{Pos: at(3, 3), CertFile: "c.pem", KeyFile: "k.pem", MinVersion: tls.VersionTLS12})
 		equal(t, "admin", cfg.Admin, Admin{Pos: at(8, 1), Address: "127.0.0.1:9901"})
-		equal(t, "log", cfg.Log, Log{Pos: at(9, 1), Level: "info", Format: "json", AccessLog: true, RedactHeaders: DefaultRedactHeaders()})
+		equal(t, "log", cfg.Log, Log{Pos: at(9, 1), Level: "info", Format: "json", AccessLog: true, RedactHeaders: DefaultRedactHeaders(), AppFormat: "text"})
 		equal(t, "consul", cfg.Consul, &Consul{Pos: at(10, 1), Address: "10.1.1.1:8500", WaitTime: 5 * time.Minute,
 			Register: &Register{Pos: at(11, 3), Service: "gateway", DeregisterDelay: 5 * time.Second}})
 		equal(t, "redis", cfg.Redis, &Redis{Pos: at(13, 1), Address: "127.0.0.1:6379", Timeout: 50 * time.Millisecond})

@@ -40,8 +40,16 @@ func defaultTLS() TLS { return TLS{MinVersion: tls.VersionTLS12} }
 func defaultAdmin() Admin { return Admin{Address: DefaultAdminAddress} }
 
 func defaultLog() Log {
-	return Log{Level: "info", Format: "json", AccessLog: true, RedactHeaders: DefaultRedactHeaders()}
+	return Log{Level: "info", Format: "json", AccessLog: true, RedactHeaders: DefaultRedactHeaders(), AppFormat: "text"}
 }
+
+// DefaultTracingEndpoint is the OTLP/HTTP receiver used when neither the block nor
+// OTEL_EXPORTER_OTLP_ENDPOINT names one.
+const DefaultTracingEndpoint = "http://127.0.0.1:4318"
+
+// defaultTracing leaves Endpoint empty: it is OTEL_EXPORTER_OTLP_ENDPOINT or
+// DefaultTracingEndpoint, decided once the environment is at hand.
+func defaultTracing() Tracing { return Tracing{SampleRatio: 1, ServiceName: "gateway"} }
 
 // defaultConsul leaves Address empty: it is CONSUL_HTTP_ADDR or DefaultConsulAddress,
 // decided once the environment is at hand.
@@ -103,6 +111,12 @@ func finishDefaults(p *parsed, lookup LookupEnv) {
 		c.ServiceName = DefaultConnectService
 		if p.cfg.Consul != nil && p.cfg.Consul.Register != nil && p.cfg.Consul.Register.Service != "" {
 			c.ServiceName = p.cfg.Consul.Register.Service
+		}
+	}
+	if t := p.cfg.Tracing; t != nil && !p.tracing.has("endpoint") {
+		t.Endpoint = DefaultTracingEndpoint
+		if a, ok := lookup("OTEL_EXPORTER_OTLP_ENDPOINT"); ok && a != "" {
+			t.Endpoint = a
 		}
 	}
 	if r := p.cfg.Redis; r != nil && !p.redis.has("address") && !p.redis.has("addresses") {

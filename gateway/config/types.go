@@ -54,6 +54,7 @@ type Config struct {
 	Gateway    Gateway
 	Admin      Admin
 	Log        Log
+	Tracing    *Tracing // nil: no tracing block (no spans, no trace headers touched)
 	Consul     *Consul  // nil: no consul block
 	Redis      *Redis   // nil: no redis block
 	Connect    *Connect // nil: no connect block (the gateway is not in the service mesh)
@@ -100,6 +101,15 @@ type Log struct {
 	Format        string   // json | combined | common | dev; default json
 	AccessLog     bool     // default true
 	RedactHeaders []string // default Authorization, Proxy-Authorization, Cookie, Set-Cookie, X-Api-Key
+	AppFormat     string   // text | json: the application log on stderr; default text
+}
+
+// Tracing is the `tracing` block: OpenTelemetry spans exported over OTLP/HTTP.
+type Tracing struct {
+	Pos         Pos
+	Endpoint    string  // OTLP/HTTP base URL; default OTEL_EXPORTER_OTLP_ENDPOINT or http://127.0.0.1:4318
+	SampleRatio float64 // share of new traces sampled, 0..1; default 1 (a sampled parent is always kept)
+	ServiceName string  // default "gateway"
 }
 
 // Consul is the `consul` block.

@@ -23,6 +23,7 @@ import (
 var (
 	logLevels      = []string{"trace", "debug", "info", "warn", "error"}
 	logFormats     = []string{"json", "combined", "common", "dev"}
+	appLogFormats  = []string{"text", "json"}
 	limitAlgos     = []string{"token_bucket", "sliding_window"}
 	limitStores    = []string{"redis", "memory"}
 	storeErrors    = []string{"allow", "deny", "local"}
@@ -59,6 +60,9 @@ func (v *validator) validate() {
 	}
 	if v.p.log != nil {
 		v.log(&c.Log, v.p.log)
+	}
+	if c.Tracing != nil {
+		v.tracing(c.Tracing, v.p.tracing)
 	}
 	if c.Consul != nil {
 		v.consul(c.Consul, v.p.consul)
@@ -166,7 +170,20 @@ func (v *validator) gateway(g *Gateway, l *loc) {
 func (v *validator) log(lg *Log, l *loc) {
 	v.enum(l, "level", lg.Level, logLevels)
 	v.enum(l, "format", lg.Format, logFormats)
+	v.enum(l, "app_format", lg.AppFormat, appLogFormats)
 	v.headerNames(l, "redact_headers", lg.RedactHeaders, false)
+}
+
+func (v *validator) tracing(t *Tracing, l *loc) {
+	if u, err := url.Parse(t.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		v.errorf(l, "endpoint", "endpoint %q: want an http:// or https:// URL of an OTLP/HTTP receiver, such as \"http://127.0.0.1:4318\"", t.Endpoint)
+	}
+	if t.SampleRatio < 0 || t.SampleRatio > 1 {
+		v.errorf(l, "sample_ratio", "sample_ratio must be between 0 and 1")
+	}
+	if t.ServiceName == "" {
+		v.errorf(l, "service_name", "service_name must not be empty")
+	}
 }
 
 func (v *validator) consul(c *Consul, l *loc) {

@@ -1,0 +1,149 @@
+// Package otlprecv is a small OTLP/HTTP trace receiver for tests: a real HTTP server
+// that decodes ExportTraceServiceRequest protobufs (as a collector would) and keeps the
+// spans it received.
+package otlprecv
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/hex"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+
+	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// Span is one received span, flattened: ids in lower-case hex, attributes as strings.
+type Span struct {
+	TraceID, SpanID, ParentID string
+	Name                      string
+	Kind                      tracepb.Span_SpanKind
+	Attrs                     map[string]string
+	Resource                  map[string]string
+	StatusError               bool
+}
+
+// Receiver is an OTLP/HTTP receiver on a loopback port.
+type Receiver struct {
+	*httptest.Server
+
+	mu       sync.Mutex
+	spans    []Span
+	requests int
+	status   int
+}
+
+// SetStatus makes the receiver refuse every later export with status (0: accept again).
+func (rc *Receiver) SetStatus(status int) {
+	rc.mu.Lock()
+	rc.status = status
+	rc.mu.Unlock()
+}
+
+// Start serves POST /v1/traces until Close.
+func Start() *Receiver {
+	r := &Receiver{}
+	r.Server = httptest.NewServer(http.HandlerFunc(r.serve))
+	return r
+}
+
+func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost || r.URL.Path != "/v1/traces" {
+		http.Error(w, "not an OTLP traces endpoint", http.StatusNotFound)
+		return
+	}
+	var body io.Reader = r.Body
+	if r.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		body = zr
+	}
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(body); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	var req collectortrace.ExportTraceServiceRequest
+	if err := proto.Unmarshal(buf.Bytes(), &req); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	rc.mu.Lock()
+	status := rc.status
+	rc.requests++
+	if status == 0 {
+		for _, rs := range req.ResourceSpans {
+			res := attrs(rs.GetResource().GetAttributes())
+			for _, ss := range rs.ScopeSpans {
+				for _, s := range ss.Spans {
+					rc.spans = append(rc.spans, Span{
+						TraceID: hex.EncodeToString(s.TraceId), SpanID: hex.EncodeToString(s.SpanId),
+						ParentID: hex.EncodeToString(s.ParentSpanId), Name: s.Name, Kind: s.Kind,
+						Attrs: attrs(s.Attributes), Resource: res,
+						StatusError: s.GetStatus().GetCode() == tracepb.Status_STATUS_CODE_ERROR,
+					})
+				}
+			}
+		}
+	}
+	rc.mu.Unlock()
+	if status != 0 {
+		http.Error(w, "refused", status)
+		return
+	}
+	out, _ := proto.Marshal(&collectortrace.ExportTraceServiceResponse{})
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	_, _ = w.Write(out)
+}
+
+func attrs(kvs []*commonpb.KeyValue) map[string]string {
+	m := make(map[string]string, len(kvs))
+	for _, kv := range kvs {
+		v := kv.GetValue()
+		switch x := v.GetValue().(type) {
+		case *commonpb.AnyValue_StringValue:
+			m[kv.Key] = x.StringValue
+		case *commonpb.AnyValue_IntValue:
+			m[kv.Key] = strconv.FormatInt(x.IntValue, 10)
+		case *commonpb.AnyValue_BoolValue:
+			m[kv.Key] = strconv.FormatBool(x.BoolValue)
+		default:
+			m[kv.Key] = v.String()
+		}
+	}
+	return m
+}
+
+// Spans returns a copy of every span received so far.
+func (rc *Receiver) Spans() []Span {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([]Span(nil), rc.spans...)
+}
+
+// Trace returns the spans of one trace id.
+func (rc *Receiver) Trace(traceID string) []Span {
+	var out []Span
+	for _, s := range rc.Spans() {
+		if s.TraceID == traceID {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Requests is the number of export requests received.
+func (rc *Receiver) Requests() int {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.requests
+}
