@@ -42,7 +42,12 @@ type RedisConfig struct {
 
 // UniversalOptions translates c for redis.NewUniversalClient. The client
 // honours context deadlines (ContextTimeoutEnabled), which RedisStore's
-// per-call timeout relies on.
+// per-call timeout relies on, and never retries a command on its own
+// (MaxRetries -1): a connection that drops after Redis ran a script but
+// before its answer arrived would otherwise have go-redis send it again,
+// charging the decision twice. RedisStore fails such a decision instead and
+// has its own rule for failing fast (Cluster MOVED/ASK redirects, where
+// Redis ran nothing, are still followed).
 func (c RedisConfig) UniversalOptions() *redis.UniversalOptions {
 	o := &redis.UniversalOptions{
 		Addrs:                 c.Addresses,
@@ -50,6 +55,7 @@ func (c RedisConfig) UniversalOptions() *redis.UniversalOptions {
 		Password:              c.Password,
 		DB:                    c.DB,
 		PoolSize:              c.PoolSize,
+		MaxRetries:            -1,
 		ContextTimeoutEnabled: true,
 	}
 	if len(c.Addresses) == 0 {

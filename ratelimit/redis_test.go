@@ -672,6 +672,9 @@ func TestRedisConfig(t *testing.T) {
 			if !o.ContextTimeoutEnabled {
 				t.Error("ContextTimeoutEnabled not set")
 			}
+			if o.MaxRetries != -1 {
+				t.Errorf("MaxRetries %d: go-redis would resend a decision Redis may have run", o.MaxRetries)
+			}
 			c := NewRedisClient(tc.cfg)
 			defer c.Close()
 			if got := fmt.Sprintf("%T", c); got != tc.want {
