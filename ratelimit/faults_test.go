@@ -44,7 +44,7 @@ func TestNoDoubleChargeOnDroppedConnection(t *testing.T) {
 				}
 				return err
 			})
-			proxy.Reset() // the answer is lost with the connection
+			proxy.Reset()  // the answer is lost with the connection
 			proxy.Resume() // a retry on a new connection would go through
 			var err error
 			select {
