@@ -57,8 +57,10 @@
 //
 // # Redis
 //
-// Keys are PREFIX:{POLICY:KEY}:tb or :sw, and the {…} hash tag pins each to
-// one Cluster slot. Every write sets a TTL that ends when the bucket is
+// Keys are PREFIX:{LEN:POLICY:KEY}:tb or :sw, LEN being the policy name's
+// length, so the parts cannot run into each other (policy "a" with key
+// "h:1.2.3.4" is not policy "a:h" with key "1.2.3.4"; names with separators
+// are refused anyway), and the {…} hash tag pins each to one Cluster slot. Every write sets a TTL that ends when the bucket is
 // full again (token bucket: at the TAT; sliding window: at the end of the
 // next window), so idle buckets vanish. The scripts read Redis's TIME,
 // never the caller's clock, so replicas whose clocks disagree still share

@@ -2,7 +2,10 @@ package ratelimit
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,8 +79,10 @@ func NewRedisClient(c RedisConfig) redis.UniversalClient {
 // RedisStoreOptions configures a RedisStore. Zero values mean the defaults.
 type RedisStoreOptions struct {
 	// Prefix starts every key; "" means "ratelimit". A key looks like
-	// ratelimit:{POLICY:KEY}:tb — the hash tag keeps each script on one
-	// Cluster slot; tb is token_bucket, sw sliding_window.
+	// ratelimit:{LEN:POLICY:KEY}:tb, LEN the policy name's length in bytes
+	// (so no policy's keys can meet another's, whatever the names and keys
+	// hold) — the hash tag keeps each script on one Cluster slot; tb is
+	// token_bucket, sw sliding_window.
 	Prefix string
 	// Timeout bounds each decision, queueing included (redis.timeout);
 	// 0 means 50 ms. The client must honour context deadlines (see
@@ -178,14 +183,17 @@ func NewRedisStore(client RedisClient, opts RedisStoreOptions) *RedisStore {
 	return s
 }
 
-// Key returns the Redis key of (p, key): exported so operators and tests
-// can find a bucket.
+// Key returns the Redis key of (p, key): PREFIX:{LEN:NAME:KEY}:tb (or :sw),
+// LEN being len(p.Name) in decimal. The length makes the split between name
+// and key unambiguous: policy "a" with key "h:1.2.3.4" and policy "a:h" with
+// key "1.2.3.4" get different buckets even if a name held a ':'. Exported so
+// operators and tests can find a bucket.
 func (s *RedisStore) Key(p Policy, key string) string {
 	suffix := "}:tb"
 	if p.algorithm() == SlidingWindow {
 		suffix = "}:sw"
 	}
-	return s.prefix + ":{" + p.Name + ":" + key + suffix
+	return s.prefix + ":{" + strconv.Itoa(len(p.Name)) + ":" + p.Name + ":" + key + suffix
 }
 
 // Allow decides one request for key under p.
@@ -214,7 +222,7 @@ func (s *RedisStore) Allow(ctx context.Context, p Policy, key string) (Result, e
 		} else {
 			s.ff.failure(err)
 		}
-		return Result{Limit: p.limit()}, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+		return Result{Limit: p.limit()}, storeError(err)
 	}
 	s.ff.success()
 	return decision{
@@ -223,6 +231,18 @@ func (s *RedisStore) Allow(ctx context.Context, p Policy, key string) (Result, e
 		retryAfter: vals[2],
 		resetAfter: vals[3],
 	}.result(p.limit()), nil
+}
+
+// storeError wraps a failed decision's err in ErrStoreUnavailable, and a
+// connection's own i/o timeout (go-redis sets the call's deadline on the
+// connection) in context.DeadlineExceeded as well, so every timeout matches
+// one sentinel.
+func storeError(err error) error {
+	var ne net.Error
+	if !errors.Is(err, context.DeadlineExceeded) && errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Errorf("%w: %w: %w", ErrStoreUnavailable, context.DeadlineExceeded, err)
+	}
+	return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
 }
 
 // Close stops the coalescer; decisions after Close fail with ErrClosed

@@ -695,11 +695,15 @@ func TestRedisConfig(t *testing.T) {
 	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	defer c.Close()
 	s := NewRedisStore(c, RedisStoreOptions{Direct: true})
-	if got := s.Key(Policy{Name: "pol"}, "1.2.3.4"); got != "ratelimit:{pol:1.2.3.4}:tb" {
+	if got := s.Key(Policy{Name: "pol"}, "1.2.3.4"); got != "ratelimit:{3:pol:1.2.3.4}:tb" {
 		t.Errorf("key %q", got)
 	}
-	if got := s.Key(Policy{Name: "pol", Algorithm: SlidingWindow}, "k"); got != "ratelimit:{pol:k}:sw" {
+	if got := s.Key(Policy{Name: "pol", Algorithm: SlidingWindow}, "k"); got != "ratelimit:{3:pol:k}:sw" {
 		t.Errorf("key %q", got)
+	}
+	// Plain concatenation would make these one key.
+	if a, b := s.Key(Policy{Name: "a"}, "h:1.2.3.4"), s.Key(Policy{Name: "a:h"}, "1.2.3.4"); a == b {
+		t.Errorf("policy a key h:1.2.3.4 and policy a:h key 1.2.3.4 share %q", a)
 	}
 }
 

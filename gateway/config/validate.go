@@ -277,7 +277,7 @@ func (v *validator) rateLimit(r *RateLimit, l *loc) {
 	defer func() {
 		// Whatever else the limiter itself would refuse at start is reported now, so
 		// validate and run never disagree.
-		if len(v.d.diags) > before {
+		if len(v.d.diags) > before || !validName(r.Name) { // a bad name is reported at its label
 			return
 		}
 		err := ratelimit.Policy{
