@@ -70,6 +70,15 @@ type coalescer struct {
 // error instead.
 var errKeyRefused = errors.New("batch script")
 
+// errExpiredQueued: a decision's timeout ended while it waited for a
+// pipeline, before it was sent. It fails the decision (and matches
+// context.DeadlineExceeded) but says nothing about Redis, so it never
+// counts toward failing fast.
+var errExpiredQueued = fmt.Errorf("%w: waited for a pipeline past the timeout, not sent", context.DeadlineExceeded)
+
+// errBadReply: Redis answered something the store cannot read.
+var errBadReply = errors.New("unexpected reply")
+
 func newCoalescer(s *RedisStore, maxBatch int) *coalescer {
 	co := &coalescer{
 		s:        s,
@@ -124,8 +133,11 @@ func (co *coalescer) do(ctx context.Context, c *call) ([4]int64, error) {
 		}
 		<-c.ready // finished or expired meanwhile: the signal is on the way
 	}
-	if c.state.Load() != callDone { // the reaper: the deadline passed
+	if st := c.state.Load(); st != callDone { // the reaper: the deadline passed
 		co.unref(c)
+		if st == callExpiredQueued {
+			return [4]int64{}, errExpiredQueued
+		}
 		return [4]int64{}, context.DeadlineExceeded
 	}
 	vals, err := c.vals, c.err
@@ -147,12 +159,16 @@ func (co *coalescer) reap() {
 	co.mu.Lock()
 	defer co.mu.Unlock()
 	var next time.Time
-	for _, list := range [2][]*call{co.held, co.pending} {
+	for i, list := range [2][]*call{co.held, co.pending} {
+		expired := callExpired // sent: Redis did not answer in time
+		if i == 1 {
+			expired = callExpiredQueued // never sent: says nothing about Redis
+		}
 		for _, c := range list {
 			switch {
 			case c.state.Load() != callWaiting:
 			case !now.Before(c.deadline):
-				if c.state.CompareAndSwap(callWaiting, callExpired) {
+				if c.state.CompareAndSwap(callWaiting, expired) {
 					c.ready <- struct{}{} // cap 1, sent once: never blocks
 				}
 			case next.IsZero() || c.deadline.Before(next):
@@ -278,7 +294,7 @@ func (co *coalescer) run(calls, retry []*call, reload bool) []*call {
 		case c.ctx.Err() != nil:
 			co.finish(c, c.ctx.Err())
 		case !now.Before(c.deadline):
-			co.finish(c, context.DeadlineExceeded)
+			co.finish(c, errExpiredQueued)
 		default:
 			if c.deadline.After(deadline) {
 				deadline = c.deadline
@@ -362,7 +378,7 @@ func (co *coalescer) run(calls, retry []*call, reload bool) []*call {
 		}
 		vals, err := b.cmd.Result()
 		if err == nil && len(vals) != 4*len(b.calls) {
-			err = fmt.Errorf("batch script returned %d values for %d keys", len(vals), len(b.calls))
+			err = fmt.Errorf("%w: batch script returned %d values for %d keys", errBadReply, len(vals), len(b.calls))
 		}
 		for j, c := range b.calls {
 			cerr := err

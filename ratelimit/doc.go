@@ -104,10 +104,22 @@
 // # Failures
 //
 // Each decision is bounded by RedisStoreOptions.Timeout (redis.timeout,
-// default 50 ms), queueing included. Once a call fails, RedisStore fails
-// fast: for FailFastFor (1 s) calls return ErrFailingFast without touching
-// the network, then a single call probes and its success resumes normal
-// operation — so during an outage only the first request waits out the
-// timeout. A failure of the caller's own context (client gone) neither
-// opens nor closes it. All errors wrap ErrStoreUnavailable.
+// default 50 ms), queueing included. RedisStore fails fast only on
+// transport faults seen repeatedly: once FailFastAfter (3) consecutive
+// decisions failed on the way to Redis (refused, reset, timed out) with
+// none answered in between, over at least one Timeout, calls return
+// ErrFailingFast for FailFastFor (1 s) without touching the network; then a
+// single call probes and its success resumes normal operation — so during
+// an outage only the first decisions wait out the timeout. One event that
+// fails many decisions at once (a GC pause, a dropped connection under a
+// pipeline) does not open it. An error reply from Redis (WRONGTYPE on one
+// key) fails its own decision only; replies about the whole server
+// (LOADING, MASTERDOWN, READONLY, …) count as faults. A failure of the
+// caller's own context (client gone), and a decision whose timeout ended
+// before it left the queue, neither open nor close it. All errors wrap
+// ErrStoreUnavailable; every timeout also matches context.DeadlineExceeded.
+//
+// The go-redis client from NewRedisClient never retries a command itself:
+// a connection lost after Redis ran a script would otherwise have the
+// decision sent, and charged, twice.
 package ratelimit

@@ -3,6 +3,9 @@ package ratelimit
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -62,6 +65,58 @@ func TestNoDoubleChargeOnDroppedConnection(t *testing.T) {
 			if want := 10 - 2; res.Remaining != want {
 				t.Fatalf("remaining %d after the lost decision and one more, want %d (%d charges for the lost one)",
 					res.Remaining, want, 10-1-res.Remaining)
+			}
+		})
+	}
+}
+
+// TestWrongTypeFailsOneKey: a key that holds another type (WRONGTYPE) fails
+// its own decisions only. Redis answered, so the store never fails fast and
+// every other key, decided concurrently and in the same pipelines, is
+// answered.
+func TestWrongTypeFailsOneKey(t *testing.T) {
+	r := testenv.StartRedis(t)
+	direct := newClient(t, r.Addr, nil)
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			s := NewRedisStore(newClient(t, r.Addr, nil), RedisStoreOptions{
+				Direct: m.direct, Timeout: 5 * time.Second, Prefix: t.Name(),
+			})
+			t.Cleanup(func() { _ = s.Close() })
+			p := Policy{Name: "p", Requests: 1_000_000, Period: time.Hour}
+			if err := direct.RPush(context.Background(), s.Key(p, "bad"), "a list").Err(); err != nil {
+				t.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			var good, bad, fast, other atomic.Int64
+			for g := range 16 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range 200 {
+						key := fmt.Sprintf("k%d", (g+i)%5)
+						if i%4 == 0 {
+							key = "bad"
+						}
+						_, err := s.Allow(context.Background(), p, key)
+						switch {
+						case errors.Is(err, ErrFailingFast):
+							fast.Add(1)
+						case key == "bad" && errors.Is(err, ErrStoreUnavailable):
+							bad.Add(1)
+						case key != "bad" && err == nil:
+							good.Add(1)
+						default:
+							other.Add(1)
+							t.Errorf("key %s: %v", key, err)
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			if fast.Load() != 0 || good.Load() != 16*150 || bad.Load() != 16*50 {
+				t.Fatalf("%d answered, %d WRONGTYPE, %d failed fast, %d other; want %d, %d, 0, 0",
+					good.Load(), bad.Load(), fast.Load(), other.Load(), 16*150, 16*50)
 			}
 		})
 	}

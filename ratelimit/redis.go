@@ -89,9 +89,17 @@ type RedisStoreOptions struct {
 	// RedisConfig.UniversalOptions) for a hung server to be cut off.
 	Timeout time.Duration
 	// FailFastFor is how long calls are refused without trying Redis once
-	// a call failed; after it one call probes and its success resumes
-	// normal operation. 0 means 1 s; negative disables failing fast.
+	// Redis is seen failing (see FailFastAfter); after it one call probes
+	// and its success resumes normal operation. 0 means 1 s; negative
+	// disables failing fast.
 	FailFastFor time.Duration
+	// FailFastAfter is how many consecutive decisions must fail on the way
+	// to Redis (connection refused or reset, timeout), with no decision
+	// answered in between and over at least Timeout, before calls fail
+	// fast; 0 means 3. An error reply from Redis (WRONGTYPE on one key)
+	// fails its own decision only and never counts, nor does a decision
+	// whose timeout ended while it was still queued.
+	FailFastAfter int
 	// Direct sends one EVALSHA per decision instead of coalescing the
 	// decisions waiting at the same moment into one pipeline.
 	Direct bool
@@ -119,9 +127,9 @@ type RedisStoreOptions struct {
 // script and retries once. Every key gets a TTL that ends when its bucket
 // is full again.
 //
-// Errors wrap ErrStoreUnavailable. Once a call fails, calls fail fast with
-// ErrFailingFast for FailFastFor, then one probe goes through; see
-// RedisStoreOptions.
+// Errors wrap ErrStoreUnavailable. Once Redis is seen failing repeatedly
+// (FailFastAfter), calls fail fast with ErrFailingFast for FailFastFor,
+// then one probe goes through; see RedisStoreOptions.
 type RedisStore struct {
 	client  RedisClient
 	prefix  string
@@ -155,6 +163,9 @@ func NewRedisStore(client RedisClient, opts RedisStoreOptions) *RedisStore {
 	if opts.FailFastFor == 0 {
 		opts.FailFastFor = time.Second
 	}
+	if opts.FailFastAfter <= 0 {
+		opts.FailFastAfter = 3
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -168,7 +179,8 @@ func NewRedisStore(client RedisClient, opts RedisStoreOptions) *RedisStore {
 		client:  client,
 		prefix:  opts.Prefix,
 		timeout: opts.Timeout,
-		ff:      failFast{now: opts.Now, cooldown: opts.FailFastFor, log: opts.Logger.Named("ratelimit")},
+		ff: failFast{now: opts.Now, cooldown: opts.FailFastFor, after: int64(opts.FailFastAfter),
+			span: opts.Timeout, log: opts.Logger.Named("ratelimit")},
 		gcra:    newScript(gcraScript),
 		sliding: newScript(slidingScript),
 
@@ -216,11 +228,12 @@ func (s *RedisStore) Allow(ctx context.Context, p Policy, key string) (Result, e
 		s.putCall(c)
 	}
 	if err != nil {
-		if ctx.Err() != nil {
-			// The caller went away; that says nothing about Redis.
+		if ctx.Err() != nil || errors.Is(err, errExpiredQueued) || errors.Is(err, ErrClosed) {
+			// The caller went away, or the decision never left the queue:
+			// that says nothing about Redis.
 			s.ff.abandon(probe)
 		} else {
-			s.ff.failure(err)
+			s.ff.result(err, probe)
 		}
 		return Result{Limit: p.limit()}, storeError(err)
 	}
@@ -296,14 +309,16 @@ type call struct {
 }
 
 // A queued call's state leaves callWaiting once, by compare-and-swap: to
-// callDone when the flusher has its answer, to callExpired when the reaper
-// finds its deadline passed (both signal ready), to callAbandoned when its
-// caller gives up (no signal). The flusher sends only waiting calls.
+// callDone when the flusher has its answer, to callExpired (sent) or
+// callExpiredQueued (still queued) when the reaper finds its deadline passed
+// (all three signal ready), to callAbandoned when its caller gives up (no
+// signal). The flusher sends only waiting calls.
 const (
 	callWaiting int32 = iota
 	callDone
 	callExpired
 	callAbandoned
+	callExpiredQueued
 )
 
 func (s *RedisStore) getCall() *call {
@@ -355,7 +370,7 @@ func (c *call) result(cmd *redis.IntSliceCmd) error {
 		return err
 	}
 	if len(vals) != 4 {
-		return fmt.Errorf("script returned %d values, want 4", len(vals))
+		return fmt.Errorf("%w: script returned %d values, want 4", errBadReply, len(vals))
 	}
 	copy(c.vals[:], vals)
 	return nil
