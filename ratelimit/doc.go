@@ -87,19 +87,33 @@
 //
 // # Coalescer
 //
-// By default RedisStore coalesces: at most one round trip is out at a time;
-// a decision that finds none out goes at once as a plain EVALSHA on its
-// caller's goroutine, and the decisions that arrive while one is out wait
-// and go together as one pipeline as soon as it returns. There is no timer
-// on the way, so a lone decision never waits; under load a pipeline
-// carries whatever accumulated during the previous round trip (about 30
-// decisions at 64 concurrent callers, about 12 behind the gateway at 32
-// connections). A round trip costs the gateway a write and a read syscall
-// and Redis a read and a write; batched, Redis spends about 3–4 µs per
-// decision against 11–13 µs for one EVALSHA per decision. A waiting decision
-// allocates nothing and arms no timer of its own: one timer per store lets
-// decisions go at their deadline (see Failures). RedisStoreOptions.Direct
-// turns coalescing off: one EVALSHA per decision over the connection pool.
+// By default RedisStore coalesces: a decision that finds no call in flight
+// goes at once as a plain EVALSHA on its caller's goroutine, and the
+// decisions that arrive while one is out wait and go together as one
+// pipeline as soon as it returns. There is no timer on the way, so a lone
+// decision never waits; under load a pipeline carries whatever accumulated
+// during the previous round trip (about 30 decisions at 64 concurrent
+// callers, about 12 behind the gateway at 32 connections). A round trip
+// costs the gateway a write and a read syscall and Redis a read and a
+// write; batched, Redis spends about 3–4 µs per decision against 11–13 µs
+// for one EVALSHA per decision. A waiting decision allocates nothing and
+// arms no timer of its own: one timer per store lets decisions go at their
+// deadline (see Failures). RedisStoreOptions.Direct turns coalescing off:
+// one EVALSHA per decision over the connection pool.
+//
+// A far Redis: when decisions wait and the youngest round trip out left
+// Timeout/5 ago (10 ms by default), they go at once as another pipeline
+// (up to MaxPipelines, 8, out together) instead of waiting for it, so a
+// decision waits at most about Timeout/5 plus its own round trip, never
+// two round trips. The default 50 ms timeout thus handles round trips up
+// to about 30 ms; set redis.timeout to 2.5 × the round trip for a farther
+// Redis. A pipeline's round trip is not cut at its callers' deadlines
+// (they leave at theirs): cutting it would close its connection, and a new
+// connection costs a HELLO round trip before its first command. On a near
+// Redis round trips return long before Timeout/5 and there is one pipeline
+// at a time, as large as ever. A decision whose timeout ends while it is
+// still queued fails (context.DeadlineExceeded) but says nothing about
+// Redis and never counts toward failing fast.
 //
 // # Failures
 //

@@ -17,7 +17,7 @@ import (
 //
 // It opens only on transport faults seen repeatedly: at least `after`
 // consecutive failed decisions (no decision answered in between) spread
-// over at least `span` (the store's timeout). One event that fails many
+// over at least `span` (2 × the store's timeout, at least 250 ms). One event that fails many
 // decisions at the same moment — a GC pause past the timeout, one dropped
 // connection failing a whole pipeline — is not an outage and never opens it
 // (issue: one such event used to turn Redis off for every key for 1 s).

@@ -60,6 +60,12 @@ func (c RedisConfig) UniversalOptions() *redis.UniversalOptions {
 		PoolSize:              c.PoolSize,
 		MaxRetries:            -1,
 		ContextTimeoutEnabled: true,
+		// A new connection costs no round trip of its own before its first
+		// command but HELLO: no CLIENT SETINFO, and RESP2 (nothing here needs
+		// RESP3), so a connection replacing one cut by a timeout does not
+		// eat the next decision's timeout on a far Redis.
+		Protocol:        2,
+		DisableIdentity: true,
 	}
 	if len(c.Addresses) == 0 {
 		o.Addrs = []string{c.Address}
@@ -95,8 +101,9 @@ type RedisStoreOptions struct {
 	FailFastFor time.Duration
 	// FailFastAfter is how many consecutive decisions must fail on the way
 	// to Redis (connection refused or reset, timeout), with no decision
-	// answered in between and over at least Timeout, before calls fail
-	// fast; 0 means 3. An error reply from Redis (WRONGTYPE on one key)
+	// answered in between and over at least 2 × Timeout (at least 250 ms),
+	// before calls fail fast; 0 means 3. The probe after FailFastFor may take
+	// 4 × Timeout (at least 1 s): it usually opens a new connection. An error reply from Redis (WRONGTYPE on one key)
 	// fails its own decision only and never counts, nor does a decision
 	// whose timeout ended while it was still queued.
 	FailFastAfter int
@@ -105,6 +112,12 @@ type RedisStoreOptions struct {
 	Direct bool
 	// MaxBatch caps how many decisions one pipeline carries; 0 means 256.
 	MaxBatch int
+	// MaxPipelines caps the round trips the coalescer has out at once; 0
+	// means 8, 1 means one at a time. A decision that must queue while the
+	// youngest round trip out left at least Timeout/5 ago is sent on another
+	// pipeline instead of waiting for it, so a far Redis (a round trip up to
+	// about 40% of Timeout) does not make queued decisions time out.
+	MaxPipelines int
 	// PerKeyScripts sends every decision of a pipeline as its own
 	// one-key EVALSHA even when the client is a single server (a plain or
 	// Sentinel client), where by default the coalescer sends the decisions
@@ -145,6 +158,8 @@ type RedisStore struct {
 	batch        bool
 	errFast      error
 	calls        sync.Pool // *call
+	loadTimeout  time.Duration
+	loads        sync.WaitGroup // SCRIPT LOADs in flight
 
 	// testNow, set only by this package's tests, replaces Redis's TIME
 	// (µs since the epoch) so a table can run on a fake clock.
@@ -175,12 +190,15 @@ func NewRedisStore(client RedisClient, opts RedisStoreOptions) *RedisStore {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 256
 	}
+	if opts.MaxPipelines <= 0 {
+		opts.MaxPipelines = 8
+	}
 	s := &RedisStore{
 		client:  client,
 		prefix:  opts.Prefix,
 		timeout: opts.Timeout,
 		ff: failFast{now: opts.Now, cooldown: opts.FailFastFor, after: int64(opts.FailFastAfter),
-			span: opts.Timeout, log: opts.Logger.Named("ratelimit")},
+			span: max(2*opts.Timeout, 250*time.Millisecond), log: opts.Logger.Named("ratelimit")},
 		gcra:    newScript(gcraScript),
 		sliding: newScript(slidingScript),
 
@@ -188,9 +206,10 @@ func NewRedisStore(client RedisClient, opts RedisStoreOptions) *RedisStore {
 		slidingBatch: newScript(slidingBatchScript),
 		batch:        !opts.PerKeyScripts && isOneServer(client),
 		errFast:      fmt.Errorf("%w: %w", ErrStoreUnavailable, ErrFailingFast),
+		loadTimeout:  max(4*opts.Timeout, time.Second),
 	}
 	if !opts.Direct {
-		s.co = newCoalescer(s, opts.MaxBatch)
+		s.co = newCoalescer(s, opts.MaxBatch, opts.MaxPipelines, opts.Timeout/5)
 	}
 	return s
 }
@@ -216,12 +235,19 @@ func (s *RedisStore) Allow(ctx context.Context, p Policy, key string) (Result, e
 	}
 	c := s.getCall()
 	s.prepare(c, &p, key)
+	timeout := s.timeout
+	if probe {
+		// The probe usually needs a new connection (a HELLO round trip before
+		// its command): cut at the decisions' timeout, it would never get
+		// through to a far Redis, and the store would fail fast for good.
+		timeout = s.loadTimeout
+	}
 	var vals [4]int64
 	var err error
 	if s.co != nil {
-		vals, err = s.co.do(ctx, c)
+		vals, err = s.co.do(ctx, c, timeout)
 	} else {
-		cctx, cancel := context.WithTimeout(ctx, s.timeout)
+		cctx, cancel := context.WithTimeout(ctx, timeout)
 		err = s.eval(cctx, c)
 		cancel()
 		vals = c.vals
@@ -265,6 +291,7 @@ func (s *RedisStore) Close() error {
 	if s.co != nil {
 		s.co.close()
 	}
+	s.loads.Wait()
 	return nil
 }
 
@@ -376,23 +403,55 @@ func (c *call) result(cmd *redis.IntSliceCmd) error {
 	return nil
 }
 
-// load sends SCRIPT LOAD for sc unless another caller loaded it since the
-// caller saw epoch (so a burst of NOSCRIPTs after a restart loads it once).
+// load makes sure sc is loaded unless another caller loaded it since the
+// caller saw epoch (so a burst of NOSCRIPTs after a restart loads it once),
+// and waits for that at most until ctx ends. The SCRIPT LOAD itself runs
+// on its own goroutine (owned by the store, bounded by loadTimeout) with
+// its own deadline: a decision's timeout may be shorter than a round trip
+// or two to a far Redis, and a load cut by every decision's deadline would
+// never finish, failing every decision after a restart.
 func (s *RedisStore) load(ctx context.Context, sc *script, epoch uint64) error {
 	sc.mu.Lock()
-	defer sc.mu.Unlock()
 	if sc.epoch.Load() != epoch {
+		sc.mu.Unlock()
 		return nil
 	}
+	lc := sc.loading
+	if lc == nil {
+		lc = &loadCall{done: make(chan struct{})}
+		sc.loading = lc
+		s.loads.Add(1)
+		go s.runLoad(sc, lc)
+	}
+	sc.mu.Unlock()
+	select {
+	case <-lc.done:
+		return lc.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// runLoad sends SCRIPT LOAD for sc and finishes lc.
+func (s *RedisStore) runLoad(sc *script, lc *loadCall) {
+	defer s.loads.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), s.loadTimeout)
+	defer cancel()
 	sha, err := s.client.ScriptLoad(ctx, sc.src).Result()
-	if err != nil {
-		return fmt.Errorf("script load: %w", err)
+	switch {
+	case err != nil:
+		err = fmt.Errorf("script load: %w", err)
+	case sha != sc.sha:
+		err = fmt.Errorf("script load: redis computed sha %s, want %s", sha, sc.sha)
 	}
-	if sha != sc.sha {
-		return fmt.Errorf("script load: redis computed sha %s, want %s", sha, sc.sha)
+	sc.mu.Lock()
+	if err == nil {
+		sc.epoch.Add(1)
 	}
-	sc.epoch.Add(1)
-	return nil
+	sc.loading = nil
+	sc.mu.Unlock()
+	lc.err = err
+	close(lc.done)
 }
 
 // isOneServer reports whether every key client touches lives on one Redis

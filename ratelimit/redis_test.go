@@ -430,8 +430,8 @@ func TestFailFast(t *testing.T) {
 			if h := hook.hits(); h != 10 {
 				t.Fatalf("a burst of 10 failures: %d store hits, want 10", h)
 			}
-			// Still failing one timeout later: an outage. This call opens it.
-			clock.Advance(timeout)
+			// Still failing a span later: an outage. This call opens it.
+			clock.Advance(s.ff.span)
 			if err := call(); err == nil || errors.Is(err, ErrFailingFast) {
 				t.Fatalf("call after the span: %v, want a real failure", err)
 			}
@@ -516,7 +516,7 @@ func TestFailFastHungRedis(t *testing.T) {
 				t.Fatalf("first call: %v, want ErrStoreUnavailable wrapping DeadlineExceeded", err)
 			}
 			for i := range 2 {
-				clock.Advance(timeout)
+				clock.Advance(s.ff.span)
 				if _, err := s.Allow(context.Background(), p, "k"); !errors.Is(err, context.DeadlineExceeded) {
 					t.Fatalf("call %d: %v, want a timeout", i+2, err)
 				}
@@ -854,7 +854,7 @@ func TestBatchScripts(t *testing.T) {
 		eventually(t, 5*time.Second, func() error { // the last batch's flusher is done
 			s.co.mu.Lock()
 			defer s.co.mu.Unlock()
-			if s.co.inflight {
+			if s.co.lone+s.co.busy > 0 {
 				return errors.New("a round trip is still out")
 			}
 			return nil
