@@ -30,7 +30,7 @@ type MemoryStoreOptions struct {
 	MaxKeys int
 }
 
-// DefaultMaxKeys is MemoryStoreOptions.MaxKeys when it is zero: about 20 MB
+// DefaultMaxKeys is MemoryStoreOptions.MaxKeys when it is zero: about 25 MB
 // of buckets at most.
 const DefaultMaxKeys = 100_000
 
