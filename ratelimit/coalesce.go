@@ -370,12 +370,22 @@ func (l *lane) loop() {
 	}
 }
 
-// failPending finishes whatever waits when the store closes. A caller
-// that went alone and returns after close dispatches nothing; its pending
-// calls are failed here or see closed.
+// failPending finishes whatever waits when the store closes, once the
+// lanes have returned: the pending calls, and a batch handed to a lane that
+// saw stop before its kick. A caller that went alone and returns after
+// close dispatches nothing; its pending calls are failed here or see
+// closed.
 func (co *coalescer) failPending() {
 	co.mu.Lock()
 	defer co.mu.Unlock()
+	for _, l := range co.lanes {
+		for _, c := range l.held {
+			co.finish(c, ErrClosed)
+			co.unref(c)
+		}
+		clear(l.held)
+		l.held = l.held[:0]
+	}
 	for _, c := range co.pending {
 		co.finish(c, ErrClosed)
 		co.unref(c)
