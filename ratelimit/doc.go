@@ -121,10 +121,11 @@
 // default 50 ms), queueing included. RedisStore fails fast only on
 // transport faults seen repeatedly: once FailFastAfter (3) consecutive
 // decisions failed on the way to Redis (refused, reset, timed out) with
-// none answered in between, over at least one Timeout, calls return
-// ErrFailingFast for FailFastFor (1 s) without touching the network; then a
-// single call probes and its success resumes normal operation — so during
-// an outage only the first decisions wait out the timeout. One event that
+// none answered in between, over at least 2 × Timeout (and 250 ms), calls
+// return ErrFailingFast for FailFastFor (1 s) without touching the
+// network; then a single call probes (with 4 × Timeout, at least 1 s, as it
+// usually opens a new connection) and its success resumes normal operation
+// — so during an outage only the first decisions wait out the timeout. One event that
 // fails many decisions at once (a GC pause, a dropped connection under a
 // pipeline) does not open it. An error reply from Redis (WRONGTYPE on one
 // key) fails its own decision only; replies about the whole server
