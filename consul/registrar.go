@@ -22,6 +22,8 @@ const (
 	DefaultCheckInterval                  = 10 * time.Second
 	DefaultCheckTimeout                   = 5 * time.Second
 	DefaultDeregisterCriticalServiceAfter = time.Minute
+	// DefaultCallTimeout bounds each call a Registrar makes to the agent.
+	DefaultCallTimeout = 10 * time.Second
 )
 
 // AgentAPI is the part of the agent API a Registrar uses. *api.Agent
@@ -116,22 +118,49 @@ func ServiceID(service, host string, port int) string {
 }
 
 // Registrar registers one service instance through the local agent and
-// deregisters it. It is safe for concurrent use.
+// deregisters it. It is safe for concurrent use. Every call to the agent
+// (register, deregister, the presence check of Keep) is bounded by the call
+// timeout (DefaultCallTimeout unless WithCallTimeout), so an agent that accepts
+// a connection and never answers cannot wedge it: the call fails with an
+// error wrapping context.DeadlineExceeded, and Keep retries it.
 type Registrar struct {
-	agent AgentAPI
-	log   hclog.Logger
+	agent       AgentAPI
+	log         hclog.Logger
+	callTimeout time.Duration
 
 	mu sync.Mutex
 	id string // registered service ID; "" when none
 }
 
+// RegistrarOption changes a Registrar's defaults; see NewRegistrar.
+type RegistrarOption func(*Registrar)
+
+// WithCallTimeout bounds each call to the agent by d instead of
+// DefaultCallTimeout; d <= 0 keeps the default.
+func WithCallTimeout(d time.Duration) RegistrarOption {
+	return func(r *Registrar) {
+		if d > 0 {
+			r.callTimeout = d
+		}
+	}
+}
+
 // NewRegistrar returns a Registrar that talks to agent (client.Agent()). A nil
 // logger means no logging.
-func NewRegistrar(agent AgentAPI, logger hclog.Logger) *Registrar {
+func NewRegistrar(agent AgentAPI, logger hclog.Logger, opts ...RegistrarOption) *Registrar {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	return &Registrar{agent: agent, log: logger.Named("consul")}
+	r := &Registrar{agent: agent, log: logger.Named("consul"), callTimeout: DefaultCallTimeout}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
+}
+
+// callCtx is ctx bounded by the call timeout, for one call to the agent.
+func (r *Registrar) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, r.callTimeout)
 }
 
 // ID returns the ID of the registered instance, "" when none is.
@@ -190,8 +219,10 @@ func (r *Registrar) Register(ctx context.Context, reg Registration) error {
 		}
 		svc.Check = check
 	}
-	opts := api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx)
-	if err := r.agent.ServiceRegisterOpts(svc, opts); err != nil {
+	cctx, cancel := r.callCtx(ctx)
+	err := r.agent.ServiceRegisterOpts(svc, api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(cctx))
+	cancel()
+	if err != nil {
 		return classify(fmt.Sprintf("register service %q as %q", reg.Service, id), err)
 	}
 	r.mu.Lock()
@@ -257,7 +288,9 @@ func (r *Registrar) present(ctx context.Context) bool {
 	if id == "" {
 		return false
 	}
-	_, _, err := r.agent.Service(id, (&api.QueryOptions{}).WithContext(ctx))
+	cctx, cancel := r.callCtx(ctx)
+	defer cancel()
+	_, _, err := r.agent.Service(id, (&api.QueryOptions{}).WithContext(cctx))
 	var se api.StatusError
 	if errors.As(err, &se) && se.Code == http.StatusNotFound {
 		return false
@@ -288,7 +321,9 @@ func (r *Registrar) Deregister(ctx context.Context) error {
 }
 
 func (r *Registrar) deregister(ctx context.Context, id string) error {
-	err := r.agent.ServiceDeregisterOpts(id, (&api.QueryOptions{}).WithContext(ctx))
+	cctx, cancel := r.callCtx(ctx)
+	defer cancel()
+	err := r.agent.ServiceDeregisterOpts(id, (&api.QueryOptions{}).WithContext(cctx))
 	var se api.StatusError
 	if errors.As(err, &se) && se.Code == http.StatusNotFound {
 		return nil // already gone (a restarted agent, or removed by hand): the goal is met

@@ -27,7 +27,7 @@ type RateLimiter interface {
 type rateLimits struct {
 	client   redis.UniversalClient // nil without a redis block
 	redis    *ratelimit.RedisStore
-	memory   *ratelimit.MemoryStore // store = "memory" policies, and "local" fallbacks
+	memories []*ratelimit.MemoryStore // one per store = "memory" policy or "local" fallback (its max_keys)
 	limiters []*ratelimit.Limiter
 	policies map[string]*ratePolicy
 	counts   headerInts // RateLimit-Remaining, -Reset and Retry-After values
@@ -39,6 +39,7 @@ type ratePolicy struct {
 	lim     RateLimiter
 	keyKind string // client_ip | header | claim | route
 	keyName string
+	v6bits  int      // client_ipv6_prefix
 	policy  []string // RateLimit-Policy value: "100;w=60" (shared; cap == len)
 	limit   int      // the bucket's capacity: Result.Limit unless the local fallback decided
 	limitV  []string // RateLimit-Limit value for limit (shared; cap == len)
@@ -116,7 +117,6 @@ func newRateLimits(g *Gateway, cfg *config.Config) (_ *rateLimits, err error) {
 	obs := ratelimit.ObserverFunc(func(policy string, o ratelimit.Outcome) { counters[policy][o].Inc() })
 
 	rl.counts = newHeaderInts()
-	rl.memory = ratelimit.NewMemoryStore(ratelimit.MemoryStoreOptions{})
 	if r := cfg.Redis; r != nil {
 		rl.client = ratelimit.NewRedisClient(ratelimit.RedisConfig{
 			Address: r.Address, Addresses: r.Addresses, MasterName: r.MasterName, Password: r.Password, DB: r.DB,
@@ -126,7 +126,17 @@ func newRateLimits(g *Gateway, cfg *config.Config) (_ *rateLimits, err error) {
 		})
 	}
 	for _, p := range cfg.RateLimits {
-		var store ratelimit.Store = rl.memory
+		var memory *ratelimit.MemoryStore // the policy's own, so max_keys is per policy
+		if p.Store != "redis" || p.OnStoreError == "local" {
+			memory = ratelimit.NewMemoryStore(ratelimit.MemoryStoreOptions{MaxKeys: p.MaxKeys})
+			rl.memories = append(rl.memories, memory)
+			g.metrics.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name:        "gateway_ratelimit_evictions_total",
+				Help:        "Rate-limit keys still in use dropped from a memory store (or local fallback) at its max_keys.",
+				ConstLabels: prometheus.Labels{"policy": p.Name},
+			}, func() float64 { return float64(memory.Evictions()) }))
+		}
+		var store ratelimit.Store = memory
 		if p.Store == "redis" {
 			if rl.redis == nil {
 				return nil, fmt.Errorf("%s: rate_limit %q: store = \"redis\" needs a redis block", p.Pos, p.Name)
@@ -141,13 +151,13 @@ func newRateLimits(g *Gateway, cfg *config.Config) (_ *rateLimits, err error) {
 			Burst:            p.Burst,
 			OnStoreError:     ratelimit.StoreErrorMode(p.OnStoreError),
 			ExpectedReplicas: p.ExpectedReplicas,
-		}, store, ratelimit.LimiterOptions{Local: rl.memory, Observer: obs, Logger: g.log})
+		}, store, ratelimit.LimiterOptions{Local: memory, Observer: obs, Logger: g.log})
 		if err != nil {
 			return nil, fmt.Errorf("%s: rate_limit %q: %w", p.Pos, p.Name, err)
 		}
 		rl.limiters = append(rl.limiters, lim)
 		rl.policies[p.Name] = &ratePolicy{
-			name: p.Name, lim: lim, keyKind: p.KeyKind, keyName: p.KeyName,
+			name: p.Name, lim: lim, keyKind: p.KeyKind, keyName: p.KeyName, v6bits: p.ClientIPv6Prefix,
 			policy: []string{strconv.Itoa(p.Requests) + ";w=" + strconv.FormatInt(int64(math.Ceil(p.Period.Seconds())), 10)},
 			limit:  lim.Limit(),
 			limitV: []string{strconv.Itoa(lim.Limit())},
@@ -168,8 +178,8 @@ func (rl *rateLimits) close() {
 	if rl.redis != nil {
 		_ = rl.redis.Close()
 	}
-	if rl.memory != nil {
-		_ = rl.memory.Close()
+	for _, m := range rl.memories {
+		_ = m.Close()
 	}
 	if rl.client != nil {
 		_ = rl.client.Close()
@@ -177,7 +187,9 @@ func (rl *rateLimits) close() {
 }
 
 // key extracts the bucket key of a request. A missing header or claim falls back to the
-// client IP, so a client cannot escape its limit by leaving the header out.
+// client IP, so a client cannot escape its limit by leaving the header out. An IPv6
+// client is keyed by its client_ipv6_prefix network, so rotating addresses within it
+// neither escapes the limit nor floods the store.
 func (p *ratePolicy) key(x *Exchange, routeKey string) string {
 	switch p.keyKind {
 	case "header":
@@ -193,7 +205,7 @@ func (p *ratePolicy) key(x *Exchange, routeKey string) string {
 	case "route":
 		return routeKey
 	}
-	return x.clientIP()
+	return ratelimit.ClientKey(x.clientIP(), p.v6bits)
 }
 
 // rateLimitStage applies the route's rate_limit: RateLimit-* headers on every answer,

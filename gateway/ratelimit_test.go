@@ -210,3 +210,49 @@ func mustContainMetric(t *testing.T, g *testGateway, series string) {
 	}
 	t.Fatalf("no non-zero %s in metrics", series)
 }
+
+// TestRateLimitIPv6PrefixAndMaxKeys: IPv6 clients are keyed by their /64 (an address
+// rotated within it is the same client), and a memory policy holds at most max_keys
+// keys, counting the keys it drops in gateway_ratelimit_evictions_total.
+func TestRateLimitIPv6PrefixAndMaxKeys(t *testing.T) {
+	b := echoBackend(t, "a")
+	src := `
+gateway {
+  trusted_proxies = ["127.0.0.1/32"]
+}
+rate_limit "v6" {
+  requests = 2
+  period   = "1h"
+  store    = "memory"
+  max_keys = 1
+}
+service "a" {
+  instance { address = env("A") }
+}
+route "v6" {
+  path = "/v6"
+  service = "a"
+  rate_limit = "v6"
+}`
+	g := startGateway(t, src, map[string]string{"A": hostOf(b.Server)})
+	status := func(client string) int {
+		resp, _ := get(t, g.URL+"/v6", "X-Forwarded-For", client)
+		return resp.StatusCode
+	}
+	// Three addresses of one /64: one bucket of 2.
+	var codes []int
+	for _, ip := range []string{"2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3"} {
+		codes = append(codes, status(ip))
+	}
+	if codes[0] != 200 || codes[1] != 200 || codes[2] != 429 {
+		t.Fatalf("three addresses of one /64: %v, want 200 200 429", codes)
+	}
+	// Another /64 is another client; with max_keys = 1 it evicts the first.
+	if c := status("2001:db8:1:3::1"); c != 200 {
+		t.Fatalf("another /64: %d", c)
+	}
+	mustContainMetric(t, g, `gateway_ratelimit_evictions_total{policy="v6"}`)
+	if c := status("2001:db8:1:2::9"); c != 200 {
+		t.Fatalf("the evicted /64 starts over: %d, want 200", c)
+	}
+}

@@ -18,11 +18,17 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/hashicorp/go-hclog"
 )
 
-// errThrottled: a fetch was wanted but the last one started less than MinRefetchInterval ago.
+// errThrottled: a fetch was wanted but the last one ended less than MinRefetchInterval ago.
 var errThrottled = errors.New("JWKS fetch rate-limited")
+
+// maxKidlessKeys is how many keys a token without "kid" may be tried against. A JWKS
+// that holds more keys for the token's algorithm refuses such tokens, so a token that
+// names no key cannot make the gateway run one signature check per published key.
+const maxKidlessKeys = 2
 
 // keySet is an immutable snapshot of a fetched JWKS.
 type keySet struct {
@@ -30,9 +36,20 @@ type keySet struct {
 	fetched time.Time
 }
 
-// jwks caches one JWKS endpoint. The current set is read without locks; fetches are
-// serialised by sem (single flight), and lastAttempt, written only with sem held, spaces
-// token-triggered fetches at least minGap apart.
+// fetchCall is one JWKS fetch and everyone waiting for it. The leader (the request, the
+// Refresh or the refresher that started it) runs it; every other caller waits on done
+// and then reads set and err, so one fetch serves every waiter with its result or its
+// error. set and err are written before done is closed and never after.
+type fetchCall struct {
+	done chan struct{}
+	set  *keySet // the current set after the fetch: the new one, or the old one on failure
+	err  error
+}
+
+// jwks caches one JWKS endpoint. The current set is read without locks. At most one
+// fetch runs at a time (inflight); callers that need keys meanwhile wait for it instead
+// of queueing for a fetch of their own, and token-triggered fetches are spaced at least
+// minGap apart, measured from the end of the previous one.
 type jwks struct {
 	url     string
 	client  *http.Client
@@ -42,10 +59,13 @@ type jwks struct {
 	timeout time.Duration
 	log     hclog.Logger
 
-	set         atomic.Pointer[keySet] // last good set; nil until the first success
-	sem         chan struct{}          // capacity 1: held while fetching
-	lastAttempt atomic.Int64           // UnixNano of the last fetch start; 0 = never
-	background  atomic.Bool            // a Start goroutine owns periodic refresh
+	set        atomic.Pointer[keySet] // last good set; nil until the first success
+	background atomic.Bool            // a Start goroutine owns periodic refresh
+
+	fmu      sync.Mutex // guards inflight, lastErr, lastEnd
+	inflight *fetchCall // nil when no fetch runs
+	lastErr  error      // the last finished fetch's error; nil after a success
+	lastEnd  time.Time  // when the last fetch finished; zero before the first
 
 	mu     sync.Mutex // guards cancel and done
 	cancel context.CancelFunc
@@ -61,7 +81,6 @@ func newJWKS(p *Provider) *jwks {
 		minGap:  p.MinRefetchInterval,
 		timeout: p.FetchTimeout,
 		log:     p.Logger.Named("jwks").With("provider", p.Name, "url", p.JWKSURL),
-		sem:     make(chan struct{}, 1),
 	}
 }
 
@@ -71,21 +90,21 @@ func (j *jwks) key(ctx context.Context, kid, alg string) (any, error) {
 	switch {
 	case set == nil:
 		var err error
-		if set, err = j.fetchIfUnchanged(ctx, nil); set == nil {
+		if set, err = j.fetchShared(ctx, nil); set == nil {
 			return nil, fmt.Errorf("%w: %w", ErrNoKeys, err)
 		}
 	case !j.background.Load() && j.now().Sub(set.fetched) >= j.refresh:
 		j.refreshStale()
 		set = j.set.Load()
 	}
-	if k := keysFor(set.keys, kid, alg); k != nil {
-		return k, nil
+	if k, err := keyIn(set, kid, alg); k != nil || err != nil {
+		return k, err
 	}
 	// Unknown kid, or no key for this alg: perhaps the keys rotated. Refetch, rate-limited,
 	// so random kids cannot make us hammer the endpoint.
-	if fresh, _ := j.fetchIfUnchanged(ctx, set); fresh != set {
-		if k := keysFor(fresh.keys, kid, alg); k != nil {
-			return k, nil
+	if fresh, _ := j.fetchShared(ctx, set); fresh != nil && fresh != set {
+		if k, err := keyIn(fresh, kid, alg); k != nil || err != nil {
+			return k, err
 		}
 	}
 	if kid != "" {
@@ -97,63 +116,128 @@ func (j *jwks) key(ctx context.Context, kid, alg string) (any, error) {
 	return nil, fmt.Errorf("%w: no key for %s", ErrUnknownKey, alg)
 }
 
-// fetchIfUnchanged fetches unless the set changed from seen while we waited for the
-// fetch slot (someone else fetched) or the last fetch began less than minGap ago. It
-// returns the current set (nil if none) and why no new set was fetched, if none was.
-func (j *jwks) fetchIfUnchanged(ctx context.Context, seen *keySet) (*keySet, error) {
-	select {
-	case j.sem <- struct{}{}:
-	case <-ctx.Done():
-		return j.set.Load(), ctx.Err()
+// keyIn is keysFor over a fetched set, refusing a token without kid when the set holds
+// more than maxKidlessKeys keys for alg. Both results nil: no key fits.
+func keyIn(set *keySet, kid, alg string) (any, error) {
+	k := keysFor(set.keys, kid, alg)
+	if ks, ok := k.(jwt.VerificationKeySet); ok && kid == "" && len(ks.Keys) > maxKidlessKeys {
+		return nil, fmt.Errorf("%w: the token names no key (\"kid\") and the JWKS holds %d keys for %s",
+			ErrUnknownKey, len(ks.Keys), alg)
 	}
-	defer func() { <-j.sem }()
-	if cur := j.set.Load(); cur != seen {
-		return cur, nil
-	}
-	if last := j.lastAttempt.Load(); last != 0 && j.now().Sub(time.Unix(0, last)) < j.minGap {
-		return seen, errThrottled
-	}
-	// Detached from the request: a client that goes away must not fail the fetch that
-	// other requests are waiting for. FetchTimeout still bounds it.
-	return j.fetchLocked(context.WithoutCancel(ctx))
+	return k, nil
 }
 
-// refreshStale refreshes a stale set if no fetch is running and the last attempt is at
-// least minGap old; it never waits.
-func (j *jwks) refreshStale() {
+// join decides what a caller that wants a fresh set does. With a fetch in flight it
+// gets that fetch to wait for, unless the last fetch failed (the endpoint is known to be
+// down: answer at once instead of queueing behind a likely timeout) and wait is not
+// forced. Without one, it becomes the leader of a new fetch, unless the set changed
+// since the caller saw it (someone else fetched: use that) or, unless forced, the last
+// fetch ended less than minGap ago (then err says why). c == nil with err == nil means:
+// read the current set.
+func (j *jwks) join(seen *keySet, force bool) (c *fetchCall, leader bool, err error) {
+	j.fmu.Lock()
+	defer j.fmu.Unlock()
+	if !force && j.set.Load() != seen {
+		return nil, false, nil
+	}
+	if c := j.inflight; c != nil {
+		if j.lastErr != nil && !force {
+			return nil, false, fmt.Errorf("%w (a retry is in flight): %w", errThrottled, j.lastErr)
+		}
+		return c, false, nil
+	}
+	if !force && !j.lastEnd.IsZero() && j.now().Sub(j.lastEnd) < j.minGap {
+		if j.lastErr != nil {
+			return nil, false, fmt.Errorf("%w: %w", errThrottled, j.lastErr)
+		}
+		return nil, false, errThrottled
+	}
+	c = &fetchCall{done: make(chan struct{})}
+	j.inflight = c
+	return c, true, nil
+}
+
+// run fetches as c's leader, publishes the outcome to c's waiters, and ends c.
+func (j *jwks) run(ctx context.Context, c *fetchCall) {
+	defer func() {
+		if r := recover(); r != nil { // never leave waiters hanging
+			c.set, c.err = j.set.Load(), fmt.Errorf("panic in JWKS fetch: %v", r)
+			j.log.Error("JWKS fetch panicked", "panic", r)
+		}
+		j.fmu.Lock()
+		j.inflight, j.lastErr, j.lastEnd = nil, c.err, j.now()
+		j.fmu.Unlock()
+		close(c.done)
+	}()
+	c.set, c.err = j.fetchAndStore(ctx)
+}
+
+// wait waits for c, or for ctx. The wait is bounded even when ctx has no deadline: the
+// fetch itself ends within FetchTimeout.
+func wait(ctx context.Context, c *fetchCall) (*keySet, error) {
 	select {
-	case j.sem <- struct{}{}:
-	default:
+	case <-c.done:
+		return c.set, c.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// fetchShared returns a set fresher than seen: from a fetch this call leads, from the
+// fetch in flight, or the current set when another caller replaced seen meanwhile. When
+// no fetch is allowed or it fails, it returns the current set (nil if none) and why.
+func (j *jwks) fetchShared(ctx context.Context, seen *keySet) (*keySet, error) {
+	c, leader, err := j.join(seen, false)
+	switch {
+	case c == nil:
+		return j.set.Load(), err
+	case leader:
+		// Detached from the request: a client that goes away must not fail the fetch that
+		// other requests are waiting for. FetchTimeout still bounds it.
+		j.run(context.WithoutCancel(ctx), c)
+		return c.set, c.err
+	}
+	set, err := wait(ctx, c)
+	if set == nil {
+		set = j.set.Load()
+	}
+	return set, err
+}
+
+// refreshStale refreshes a stale set if no fetch is running and the last one ended at
+// least minGap ago; it never waits for another caller's fetch.
+func (j *jwks) refreshStale() {
+	j.fmu.Lock()
+	idle := j.inflight == nil
+	j.fmu.Unlock()
+	if !idle {
 		return // a fetch is running; keep using the cached set
 	}
-	defer func() { <-j.sem }()
-	now := j.now()
-	if set := j.set.Load(); set != nil && now.Sub(set.fetched) < j.refresh {
+	set := j.set.Load()
+	if set != nil && j.now().Sub(set.fetched) < j.refresh {
 		return
 	}
-	if last := j.lastAttempt.Load(); last != 0 && now.Sub(time.Unix(0, last)) < j.minGap {
-		return
+	if c, leader, _ := j.join(set, false); leader {
+		j.run(context.Background(), c)
 	}
-	j.fetchLocked(context.Background())
 }
 
-// refreshNow fetches regardless of the rate limit (Refresh, and the Start goroutine).
+// refreshNow fetches regardless of the rate limit (Refresh, and the Start goroutine), or
+// waits for the fetch in flight and returns its outcome.
 func (j *jwks) refreshNow(ctx context.Context) error {
-	select {
-	case j.sem <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
+	c, leader, _ := j.join(nil, true)
+	if leader {
+		j.run(ctx, c)
+		return c.err
 	}
-	defer func() { <-j.sem }()
-	_, err := j.fetchLocked(ctx)
+	_, err := wait(ctx, c)
 	return err
 }
 
-// fetchLocked fetches and, on success, publishes a new set. sem must be held. On failure
-// the previous set stays and is returned with the error.
-func (j *jwks) fetchLocked(ctx context.Context) (*keySet, error) {
+// fetchAndStore fetches and, on success, publishes a new set. On failure the previous
+// set stays and is returned with the error.
+func (j *jwks) fetchAndStore(ctx context.Context) (*keySet, error) {
 	start := j.now()
-	j.lastAttempt.Store(start.UnixNano())
 	keys, err := j.fetch(ctx)
 	if err != nil {
 		old := j.set.Load()

@@ -58,7 +58,12 @@ type Provider struct {
 	// JWKSURL is an http:// or https:// JWK Set. Keys are fetched on first use (or by
 	// Refresh/Start), refreshed every RefreshInterval, refetched when a token names an
 	// unknown "kid" (at most once per MinRefetchInterval), and the last good set is kept
-	// while the endpoint fails.
+	// while the endpoint fails. One fetch runs at a time and every request that needs
+	// it waits for it and gets its result or its error (at most FetchTimeout); while
+	// the endpoint is known to fail (the last fetch failed), requests that find no
+	// usable key are refused at once instead of waiting for the retry. A token without
+	// "kid" is tried against at most two keys of its algorithm; a JWKS with more refuses
+	// it (ErrUnknownKey).
 	JWKSURL string
 
 	// Issuer, when set, must equal the token's "iss".
@@ -77,8 +82,9 @@ type Provider struct {
 	HTTPClient *http.Client
 	// RefreshInterval is the age at which a JWKS is refreshed (default 5m).
 	RefreshInterval time.Duration
-	// MinRefetchInterval is the least time between two JWKS fetches triggered by tokens
-	// (unknown kid, nothing cached, a failed refresh) (default 10s).
+	// MinRefetchInterval is the least time between the end of one JWKS fetch and the
+	// start of a fetch triggered by tokens (unknown kid, nothing cached, a failed
+	// refresh) (default 10s).
 	MinRefetchInterval time.Duration
 	// FetchTimeout bounds one JWKS fetch (default 10s).
 	FetchTimeout time.Duration

@@ -57,8 +57,10 @@
 //
 // # Redis
 //
-// Keys are PREFIX:{POLICY:KEY}:tb or :sw, and the {…} hash tag pins each to
-// one Cluster slot. Every write sets a TTL that ends when the bucket is
+// Keys are PREFIX:{LEN:POLICY:KEY}:tb or :sw, LEN being the policy name's
+// length, so the parts cannot run into each other (policy "a" with key
+// "h:1.2.3.4" is not policy "a:h" with key "1.2.3.4"; names with separators
+// are refused anyway), and the {…} hash tag pins each to one Cluster slot. Every write sets a TTL that ends when the bucket is
 // full again (token bucket: at the TAT; sliding window: at the end of the
 // next window), so idle buckets vanish. The scripts read Redis's TIME,
 // never the caller's clock, so replicas whose clocks disagree still share
@@ -85,27 +87,54 @@
 //
 // # Coalescer
 //
-// By default RedisStore coalesces: at most one round trip is out at a time;
-// a decision that finds none out goes at once as a plain EVALSHA on its
-// caller's goroutine, and the decisions that arrive while one is out wait
-// and go together as one pipeline as soon as it returns. There is no timer
-// on the way, so a lone decision never waits; under load a pipeline
-// carries whatever accumulated during the previous round trip (about 30
-// decisions at 64 concurrent callers, about 12 behind the gateway at 32
-// connections). A round trip costs the gateway a write and a read syscall
-// and Redis a read and a write; batched, Redis spends about 3–4 µs per
-// decision against 11–13 µs for one EVALSHA per decision. A waiting decision
-// allocates nothing and arms no timer of its own: one timer per store lets
-// decisions go at their deadline (see Failures). RedisStoreOptions.Direct
-// turns coalescing off: one EVALSHA per decision over the connection pool.
+// By default RedisStore coalesces: a decision that finds no call in flight
+// goes at once as a plain EVALSHA on its caller's goroutine, and the
+// decisions that arrive while one is out wait and go together as one
+// pipeline as soon as it returns. There is no timer on the way, so a lone
+// decision never waits; under load a pipeline carries whatever accumulated
+// during the previous round trip (about 30 decisions at 64 concurrent
+// callers, about 12 behind the gateway at 32 connections). A round trip
+// costs the gateway a write and a read syscall and Redis a read and a
+// write; batched, Redis spends about 3–4 µs per decision against 11–13 µs
+// for one EVALSHA per decision. A waiting decision allocates nothing and
+// arms no timer of its own: one timer per store lets decisions go at their
+// deadline (see Failures). RedisStoreOptions.Direct turns coalescing off:
+// one EVALSHA per decision over the connection pool.
+//
+// A far Redis: when decisions wait and the youngest round trip out left
+// Timeout/5 ago (10 ms by default), they go at once as another pipeline
+// (up to MaxPipelines, 8, out together) instead of waiting for it, so a
+// decision waits at most about Timeout/5 plus its own round trip, never
+// two round trips. The default 50 ms timeout thus handles round trips up
+// to about 30 ms; set redis.timeout to 2.5 × the round trip for a farther
+// Redis. A pipeline's round trip is not cut at its callers' deadlines
+// (they leave at theirs): cutting it would close its connection, and a new
+// connection costs a HELLO round trip before its first command. On a near
+// Redis round trips return long before Timeout/5 and there is one pipeline
+// at a time, as large as ever. A decision whose timeout ends while it is
+// still queued fails (context.DeadlineExceeded) but says nothing about
+// Redis and never counts toward failing fast.
 //
 // # Failures
 //
 // Each decision is bounded by RedisStoreOptions.Timeout (redis.timeout,
-// default 50 ms), queueing included. Once a call fails, RedisStore fails
-// fast: for FailFastFor (1 s) calls return ErrFailingFast without touching
-// the network, then a single call probes and its success resumes normal
-// operation — so during an outage only the first request waits out the
-// timeout. A failure of the caller's own context (client gone) neither
-// opens nor closes it. All errors wrap ErrStoreUnavailable.
+// default 50 ms), queueing included. RedisStore fails fast only on
+// transport faults seen repeatedly: once FailFastAfter (3) consecutive
+// decisions failed on the way to Redis (refused, reset, timed out) with
+// none answered in between, over at least 2 × Timeout (and 250 ms), calls
+// return ErrFailingFast for FailFastFor (1 s) without touching the
+// network; then a single call probes (with 4 × Timeout, at least 1 s, as it
+// usually opens a new connection) and its success resumes normal operation
+// — so during an outage only the first decisions wait out the timeout. One event that
+// fails many decisions at once (a GC pause, a dropped connection under a
+// pipeline) does not open it. An error reply from Redis (WRONGTYPE on one
+// key) fails its own decision only; replies about the whole server
+// (LOADING, MASTERDOWN, READONLY, …) count as faults. A failure of the
+// caller's own context (client gone), and a decision whose timeout ended
+// before it left the queue, neither open nor close it. All errors wrap
+// ErrStoreUnavailable; every timeout also matches context.DeadlineExceeded.
+//
+// The go-redis client from NewRedisClient never retries a command itself:
+// a connection lost after Redis ran a script would otherwise have the
+// decision sent, and charged, twice.
 package ratelimit

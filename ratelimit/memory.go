@@ -4,6 +4,7 @@ import (
 	"context"
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,11 +21,23 @@ type MemoryStoreOptions struct {
 	// consulted either way: expiry is also checked on every lookup, so the
 	// janitor only returns memory.
 	SweepInterval time.Duration
+	// MaxKeys bounds the keys held (max_keys): when a new key would pass it,
+	// the oldest key of its shard (the first stored) is dropped, and
+	// Evictions counts it unless it had expired anyway. Keys are spread over
+	// the shards by hash, so the bound holds to within the shard count: at
+	// most MaxKeys rounded up to a multiple of it. An evicted client starts
+	// over with a full bucket. 0 means DefaultMaxKeys; negative: no bound.
+	MaxKeys int
 }
 
+// DefaultMaxKeys is MemoryStoreOptions.MaxKeys when it is zero: about 25 MB
+// of buckets at most.
+const DefaultMaxKeys = 100_000
+
 // MemoryStore keeps buckets in process memory, with the same algorithms and
-// integer arithmetic as the Redis scripts. It is safe for concurrent use; a
-// decision allocates nothing once its key exists. Close stops the janitor.
+// integer arithmetic as the Redis scripts, and holds at most MaxKeys keys.
+// It is safe for concurrent use; a decision allocates nothing once its key
+// exists. Close stops the janitor.
 type MemoryStore struct {
 	now       func() time.Time
 	base      time.Time // now() at construction; times are measured from it
@@ -32,16 +45,34 @@ type MemoryStore struct {
 	seed      maphash.Seed
 	shards    []memShard
 	mask      uint64
+	shardCap  int // keys per shard at most; 0: unbounded
+	evictions atomic.Uint64
 
 	stop      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
 }
 
+// memShard is one locked map. With a bound, ring lists its keys in the
+// order they were stored: it grows to the shard's capacity, then head is
+// the oldest slot, and storing a new key drops that slot's key (if the map
+// still holds that very entry: a key swept and stored again has a newer
+// seq) and takes its place. Every key in m has one slot, so m never holds
+// more keys than ring has slots. Nothing here allocates for a key that
+// exists.
 type memShard struct {
-	mu sync.Mutex
-	m  map[memKey]memEntry // guarded by mu
-	_  [40]byte            // keep neighbouring shards' locks off one cache line
+	mu   sync.Mutex
+	m    map[memKey]memEntry // guarded by mu, like the rest
+	ring []ringSlot
+	head int
+	seq  uint64
+	_    [40]byte // keep neighbouring shards' locks off one cache line
+}
+
+// ringSlot is one stored key and the seq of the entry it was stored with.
+type ringSlot struct {
+	k   memKey
+	seq uint64
 }
 
 type memKey struct {
@@ -56,6 +87,7 @@ type memKey struct {
 type memEntry struct {
 	a, b, c int64
 	expires int64
+	seq     uint64 // the ring slot's, with a bound
 }
 
 // NewMemoryStore returns a MemoryStore and, unless opts.SweepInterval is
@@ -78,6 +110,19 @@ func NewMemoryStore(opts MemoryStoreOptions) *MemoryStore {
 		mask:   uint64(n - 1),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
+	}
+	switch {
+	case opts.MaxKeys == 0:
+		opts.MaxKeys = DefaultMaxKeys
+	case opts.MaxKeys < 0:
+		opts.MaxKeys = 0
+	}
+	if opts.MaxKeys > 0 {
+		for n > 1 && n > opts.MaxKeys { // at least one key per shard
+			n >>= 1
+		}
+		s.shards, s.mask = s.shards[:n], uint64(n-1)
+		s.shardCap = (opts.MaxKeys + n - 1) / n
 	}
 	s.base = s.now()
 	s.baseMicro = s.base.UnixMicro()
@@ -113,26 +158,56 @@ func (s *MemoryStore) Allow(_ context.Context, p Policy, key string) (Result, er
 	sh.mu.Lock()
 	e, ok := sh.m[k]
 	if ok && e.expires <= now {
-		e = memEntry{}
+		e = memEntry{seq: e.seq}
 	}
 	var d decision
+	var next memEntry
 	if alg == SlidingWindow {
 		size := p.Period.Milliseconds()
 		var st window
 		d, st = slide(now/1000, window{index: e.a, cur: e.b, prev: e.c}, size, int64(p.Requests))
-		if d.allowed {
-			sh.m[k] = memEntry{a: st.index, b: st.cur, c: st.prev, expires: now + d.resetAfter}
-		}
+		next = memEntry{a: st.index, b: st.cur, c: st.prev, expires: now + d.resetAfter, seq: e.seq}
 	} else {
 		var tat int64
 		d, tat = gcra(now, e.a, emissionMicros(p.Period, p.Requests), int64(p.burst()))
-		if d.allowed {
-			sh.m[k] = memEntry{a: tat, expires: tat}
+		next = memEntry{a: tat, expires: tat, seq: e.seq}
+	}
+	if d.allowed {
+		if !ok && s.shardCap > 0 {
+			next.seq = s.admit(sh, k, now)
 		}
+		sh.m[k] = next
 	}
 	sh.mu.Unlock()
 	return d.result(p.limit()), nil
 }
+
+// admit makes room in sh (locked) for the new key k and returns its seq:
+// once the shard's ring is full, the oldest slot's key is dropped and k
+// takes the slot.
+func (s *MemoryStore) admit(sh *memShard, k memKey, now int64) uint64 {
+	sh.seq++
+	if len(sh.ring) < s.shardCap {
+		sh.ring = append(sh.ring, ringSlot{k: k, seq: sh.seq})
+		return sh.seq
+	}
+	old := &sh.ring[sh.head]
+	if e, ok := sh.m[old.k]; ok && e.seq == old.seq {
+		delete(sh.m, old.k)
+		if e.expires > now {
+			s.evictions.Add(1)
+		}
+	}
+	*old = ringSlot{k: k, seq: sh.seq}
+	sh.head++
+	if sh.head == len(sh.ring) {
+		sh.head = 0
+	}
+	return sh.seq
+}
+
+// Evictions counts the keys dropped, still in use, to stay within MaxKeys.
+func (s *MemoryStore) Evictions() uint64 { return s.evictions.Load() }
 
 // Sweep removes every key whose bucket is full again. The janitor calls it;
 // tests call it after moving the clock.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -341,6 +342,11 @@ func TestPolicyValidate(t *testing.T) {
 		}, true},
 		{"sliding window", func(p *Policy) { p.Algorithm = SlidingWindow }, true},
 		{"no name", func(p *Policy) { p.Name = "" }, false},
+		{"name with every allowed character", func(p *Policy) { p.Name = "Per_client-v1.2" }, true},
+		{"name with a colon", func(p *Policy) { p.Name = "a:h" }, false},
+		{"name with a brace", func(p *Policy) { p.Name = "a}" }, false},
+		{"name with a space", func(p *Policy) { p.Name = "a b" }, false},
+		{"name too long", func(p *Policy) { p.Name = strings.Repeat("a", 129) }, false},
 		{"unknown algorithm", func(p *Policy) { p.Algorithm = "leaky" }, false},
 		{"zero requests", func(p *Policy) { p.Requests = 0 }, false},
 		{"zero period", func(p *Policy) { p.Period = 0 }, false},

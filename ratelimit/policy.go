@@ -60,7 +60,9 @@ const (
 // Policy is one `rate_limit` block. The zero value of each optional field
 // means its documented default; Validate reports what cannot work.
 type Policy struct {
-	// Name namespaces the buckets: two policies never share a bucket.
+	// Name namespaces the buckets: two policies never share a bucket. It is
+	// 1–128 characters of A-Z a-z 0-9 _ - . (no separator such as ':' or a
+	// Redis hash-tag brace, which would make keys of two policies ambiguous).
 	Name string
 	// Algorithm is TokenBucket or SlidingWindow; "" means TokenBucket.
 	Algorithm Algorithm
@@ -95,6 +97,8 @@ func (p Policy) Validate() error {
 	switch {
 	case p.Name == "":
 		return fmt.Errorf("%w: empty name", ErrInvalidPolicy)
+	case !ValidPolicyName(p.Name):
+		return bad("name must be 1-%d characters of A-Z a-z 0-9 _ - . (no ':', '{', '}' or spaces)", maxNameLen)
 	case p.Algorithm != "" && p.Algorithm != TokenBucket && p.Algorithm != SlidingWindow:
 		return bad("unknown algorithm %q (token_bucket | sliding_window)", p.Algorithm)
 	case p.Requests <= 0 || p.Requests > maxRequests:
@@ -125,6 +129,25 @@ func (p Policy) Validate() error {
 		}
 	}
 	return nil
+}
+
+// maxNameLen bounds a policy name (it is part of every Redis key).
+const maxNameLen = 128
+
+// ValidPolicyName reports whether name may name a policy: 1–128 characters
+// of A-Z a-z 0-9 _ - . so it never contains a key separator.
+func ValidPolicyName(name string) bool {
+	if name == "" || len(name) > maxNameLen {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-', c == '.':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // algorithm returns p.Algorithm with its default applied.

@@ -2,7 +2,10 @@ package ratelimit
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,7 +45,12 @@ type RedisConfig struct {
 
 // UniversalOptions translates c for redis.NewUniversalClient. The client
 // honours context deadlines (ContextTimeoutEnabled), which RedisStore's
-// per-call timeout relies on.
+// per-call timeout relies on, and never retries a command on its own
+// (MaxRetries -1): a connection that drops after Redis ran a script but
+// before its answer arrived would otherwise have go-redis send it again,
+// charging the decision twice. RedisStore fails such a decision instead and
+// has its own rule for failing fast (Cluster MOVED/ASK redirects, where
+// Redis ran nothing, are still followed).
 func (c RedisConfig) UniversalOptions() *redis.UniversalOptions {
 	o := &redis.UniversalOptions{
 		Addrs:                 c.Addresses,
@@ -50,7 +58,14 @@ func (c RedisConfig) UniversalOptions() *redis.UniversalOptions {
 		Password:              c.Password,
 		DB:                    c.DB,
 		PoolSize:              c.PoolSize,
+		MaxRetries:            -1,
 		ContextTimeoutEnabled: true,
+		// A new connection costs no round trip of its own before its first
+		// command but HELLO: no CLIENT SETINFO, and RESP2 (nothing here needs
+		// RESP3), so a connection replacing one cut by a timeout does not
+		// eat the next decision's timeout on a far Redis.
+		Protocol:        2,
+		DisableIdentity: true,
 	}
 	if len(c.Addresses) == 0 {
 		o.Addrs = []string{c.Address}
@@ -70,22 +85,39 @@ func NewRedisClient(c RedisConfig) redis.UniversalClient {
 // RedisStoreOptions configures a RedisStore. Zero values mean the defaults.
 type RedisStoreOptions struct {
 	// Prefix starts every key; "" means "ratelimit". A key looks like
-	// ratelimit:{POLICY:KEY}:tb — the hash tag keeps each script on one
-	// Cluster slot; tb is token_bucket, sw sliding_window.
+	// ratelimit:{LEN:POLICY:KEY}:tb, LEN the policy name's length in bytes
+	// (so no policy's keys can meet another's, whatever the names and keys
+	// hold) — the hash tag keeps each script on one Cluster slot; tb is
+	// token_bucket, sw sliding_window.
 	Prefix string
 	// Timeout bounds each decision, queueing included (redis.timeout);
 	// 0 means 50 ms. The client must honour context deadlines (see
 	// RedisConfig.UniversalOptions) for a hung server to be cut off.
 	Timeout time.Duration
 	// FailFastFor is how long calls are refused without trying Redis once
-	// a call failed; after it one call probes and its success resumes
-	// normal operation. 0 means 1 s; negative disables failing fast.
+	// Redis is seen failing (see FailFastAfter); after it one call probes
+	// and its success resumes normal operation. 0 means 1 s; negative
+	// disables failing fast.
 	FailFastFor time.Duration
+	// FailFastAfter is how many consecutive decisions must fail on the way
+	// to Redis (connection refused or reset, timeout), with no decision
+	// answered in between and over at least 2 × Timeout (at least 250 ms),
+	// before calls fail fast; 0 means 3. The probe after FailFastFor may take
+	// 4 × Timeout (at least 1 s): it usually opens a new connection. An error reply from Redis (WRONGTYPE on one key)
+	// fails its own decision only and never counts, nor does a decision
+	// whose timeout ended while it was still queued.
+	FailFastAfter int
 	// Direct sends one EVALSHA per decision instead of coalescing the
 	// decisions waiting at the same moment into one pipeline.
 	Direct bool
 	// MaxBatch caps how many decisions one pipeline carries; 0 means 256.
 	MaxBatch int
+	// MaxPipelines caps the round trips the coalescer has out at once; 0
+	// means 8, 1 means one at a time. A decision that must queue while the
+	// youngest round trip out left at least Timeout/5 ago is sent on another
+	// pipeline instead of waiting for it, so a far Redis (a round trip up to
+	// about 40% of Timeout) does not make queued decisions time out.
+	MaxPipelines int
 	// PerKeyScripts sends every decision of a pipeline as its own
 	// one-key EVALSHA even when the client is a single server (a plain or
 	// Sentinel client), where by default the coalescer sends the decisions
@@ -108,9 +140,9 @@ type RedisStoreOptions struct {
 // script and retries once. Every key gets a TTL that ends when its bucket
 // is full again.
 //
-// Errors wrap ErrStoreUnavailable. Once a call fails, calls fail fast with
-// ErrFailingFast for FailFastFor, then one probe goes through; see
-// RedisStoreOptions.
+// Errors wrap ErrStoreUnavailable. Once Redis is seen failing repeatedly
+// (FailFastAfter), calls fail fast with ErrFailingFast for FailFastFor,
+// then one probe goes through; see RedisStoreOptions.
 type RedisStore struct {
 	client  RedisClient
 	prefix  string
@@ -126,6 +158,8 @@ type RedisStore struct {
 	batch        bool
 	errFast      error
 	calls        sync.Pool // *call
+	loadTimeout  time.Duration
+	loads        sync.WaitGroup // SCRIPT LOADs in flight
 
 	// testNow, set only by this package's tests, replaces Redis's TIME
 	// (µs since the epoch) so a table can run on a fake clock.
@@ -144,6 +178,9 @@ func NewRedisStore(client RedisClient, opts RedisStoreOptions) *RedisStore {
 	if opts.FailFastFor == 0 {
 		opts.FailFastFor = time.Second
 	}
+	if opts.FailFastAfter <= 0 {
+		opts.FailFastAfter = 3
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -153,11 +190,15 @@ func NewRedisStore(client RedisClient, opts RedisStoreOptions) *RedisStore {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 256
 	}
+	if opts.MaxPipelines <= 0 {
+		opts.MaxPipelines = 8
+	}
 	s := &RedisStore{
 		client:  client,
 		prefix:  opts.Prefix,
 		timeout: opts.Timeout,
-		ff:      failFast{now: opts.Now, cooldown: opts.FailFastFor, log: opts.Logger.Named("ratelimit")},
+		ff: failFast{now: opts.Now, cooldown: opts.FailFastFor, after: int64(opts.FailFastAfter),
+			span: max(2*opts.Timeout, 250*time.Millisecond), log: opts.Logger.Named("ratelimit")},
 		gcra:    newScript(gcraScript),
 		sliding: newScript(slidingScript),
 
@@ -165,21 +206,25 @@ func NewRedisStore(client RedisClient, opts RedisStoreOptions) *RedisStore {
 		slidingBatch: newScript(slidingBatchScript),
 		batch:        !opts.PerKeyScripts && isOneServer(client),
 		errFast:      fmt.Errorf("%w: %w", ErrStoreUnavailable, ErrFailingFast),
+		loadTimeout:  max(4*opts.Timeout, time.Second),
 	}
 	if !opts.Direct {
-		s.co = newCoalescer(s, opts.MaxBatch)
+		s.co = newCoalescer(s, opts.MaxBatch, opts.MaxPipelines, opts.Timeout/5)
 	}
 	return s
 }
 
-// Key returns the Redis key of (p, key): exported so operators and tests
-// can find a bucket.
+// Key returns the Redis key of (p, key): PREFIX:{LEN:NAME:KEY}:tb (or :sw),
+// LEN being len(p.Name) in decimal. The length makes the split between name
+// and key unambiguous: policy "a" with key "h:1.2.3.4" and policy "a:h" with
+// key "1.2.3.4" get different buckets even if a name held a ':'. Exported so
+// operators and tests can find a bucket.
 func (s *RedisStore) Key(p Policy, key string) string {
 	suffix := "}:tb"
 	if p.algorithm() == SlidingWindow {
 		suffix = "}:sw"
 	}
-	return s.prefix + ":{" + p.Name + ":" + key + suffix
+	return s.prefix + ":{" + strconv.Itoa(len(p.Name)) + ":" + p.Name + ":" + key + suffix
 }
 
 // Allow decides one request for key under p.
@@ -190,25 +235,33 @@ func (s *RedisStore) Allow(ctx context.Context, p Policy, key string) (Result, e
 	}
 	c := s.getCall()
 	s.prepare(c, &p, key)
+	timeout := s.timeout
+	if probe {
+		// The probe usually needs a new connection (a HELLO round trip before
+		// its command): cut at the decisions' timeout, it would never get
+		// through to a far Redis, and the store would fail fast for good.
+		timeout = s.loadTimeout
+	}
 	var vals [4]int64
 	var err error
 	if s.co != nil {
-		vals, err = s.co.do(ctx, c)
+		vals, err = s.co.do(ctx, c, timeout)
 	} else {
-		cctx, cancel := context.WithTimeout(ctx, s.timeout)
+		cctx, cancel := context.WithTimeout(ctx, timeout)
 		err = s.eval(cctx, c)
 		cancel()
 		vals = c.vals
 		s.putCall(c)
 	}
 	if err != nil {
-		if ctx.Err() != nil {
-			// The caller went away; that says nothing about Redis.
+		if ctx.Err() != nil || errors.Is(err, errExpiredQueued) || errors.Is(err, ErrClosed) {
+			// The caller went away, or the decision never left the queue:
+			// that says nothing about Redis.
 			s.ff.abandon(probe)
 		} else {
-			s.ff.failure(err)
+			s.ff.result(err, probe)
 		}
-		return Result{Limit: p.limit()}, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+		return Result{Limit: p.limit()}, storeError(err)
 	}
 	s.ff.success()
 	return decision{
@@ -219,6 +272,18 @@ func (s *RedisStore) Allow(ctx context.Context, p Policy, key string) (Result, e
 	}.result(p.limit()), nil
 }
 
+// storeError wraps a failed decision's err in ErrStoreUnavailable, and a
+// connection's own i/o timeout (go-redis sets the call's deadline on the
+// connection) in context.DeadlineExceeded as well, so every timeout matches
+// one sentinel.
+func storeError(err error) error {
+	var ne net.Error
+	if !errors.Is(err, context.DeadlineExceeded) && errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Errorf("%w: %w: %w", ErrStoreUnavailable, context.DeadlineExceeded, err)
+	}
+	return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+}
+
 // Close stops the coalescer; decisions after Close fail with ErrClosed
 // (wrapped in ErrStoreUnavailable). It is idempotent and does not close the
 // client.
@@ -226,6 +291,7 @@ func (s *RedisStore) Close() error {
 	if s.co != nil {
 		s.co.close()
 	}
+	s.loads.Wait()
 	return nil
 }
 
@@ -270,14 +336,16 @@ type call struct {
 }
 
 // A queued call's state leaves callWaiting once, by compare-and-swap: to
-// callDone when the flusher has its answer, to callExpired when the reaper
-// finds its deadline passed (both signal ready), to callAbandoned when its
-// caller gives up (no signal). The flusher sends only waiting calls.
+// callDone when the flusher has its answer, to callExpired (sent) or
+// callExpiredQueued (still queued) when the reaper finds its deadline passed
+// (all three signal ready), to callAbandoned when its caller gives up (no
+// signal). The flusher sends only waiting calls.
 const (
 	callWaiting int32 = iota
 	callDone
 	callExpired
 	callAbandoned
+	callExpiredQueued
 )
 
 func (s *RedisStore) getCall() *call {
@@ -329,29 +397,61 @@ func (c *call) result(cmd *redis.IntSliceCmd) error {
 		return err
 	}
 	if len(vals) != 4 {
-		return fmt.Errorf("script returned %d values, want 4", len(vals))
+		return fmt.Errorf("%w: script returned %d values, want 4", errBadReply, len(vals))
 	}
 	copy(c.vals[:], vals)
 	return nil
 }
 
-// load sends SCRIPT LOAD for sc unless another caller loaded it since the
-// caller saw epoch (so a burst of NOSCRIPTs after a restart loads it once).
+// load makes sure sc is loaded unless another caller loaded it since the
+// caller saw epoch (so a burst of NOSCRIPTs after a restart loads it once),
+// and waits for that at most until ctx ends. The SCRIPT LOAD itself runs
+// on its own goroutine (owned by the store, bounded by loadTimeout) with
+// its own deadline: a decision's timeout may be shorter than a round trip
+// or two to a far Redis, and a load cut by every decision's deadline would
+// never finish, failing every decision after a restart.
 func (s *RedisStore) load(ctx context.Context, sc *script, epoch uint64) error {
 	sc.mu.Lock()
-	defer sc.mu.Unlock()
 	if sc.epoch.Load() != epoch {
+		sc.mu.Unlock()
 		return nil
 	}
+	lc := sc.loading
+	if lc == nil {
+		lc = &loadCall{done: make(chan struct{})}
+		sc.loading = lc
+		s.loads.Add(1)
+		go s.runLoad(sc, lc)
+	}
+	sc.mu.Unlock()
+	select {
+	case <-lc.done:
+		return lc.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// runLoad sends SCRIPT LOAD for sc and finishes lc.
+func (s *RedisStore) runLoad(sc *script, lc *loadCall) {
+	defer s.loads.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), s.loadTimeout)
+	defer cancel()
 	sha, err := s.client.ScriptLoad(ctx, sc.src).Result()
-	if err != nil {
-		return fmt.Errorf("script load: %w", err)
+	switch {
+	case err != nil:
+		err = fmt.Errorf("script load: %w", err)
+	case sha != sc.sha:
+		err = fmt.Errorf("script load: redis computed sha %s, want %s", sha, sc.sha)
 	}
-	if sha != sc.sha {
-		return fmt.Errorf("script load: redis computed sha %s, want %s", sha, sc.sha)
+	sc.mu.Lock()
+	if err == nil {
+		sc.epoch.Add(1)
 	}
-	sc.epoch.Add(1)
-	return nil
+	sc.loading = nil
+	sc.mu.Unlock()
+	lc.err = err
+	close(lc.done)
 }
 
 // isOneServer reports whether every key client touches lives on one Redis

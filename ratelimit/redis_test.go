@@ -397,9 +397,11 @@ func TestStoreErrorModes(t *testing.T) {
 	}
 }
 
-// TestFailFast: once Redis is seen failing, calls do not reach it for
-// FailFastFor; then exactly one probe does; recovery is automatic. Counted
-// by the go-redis hook, not by the wall clock.
+// TestFailFast: once Redis is seen failing repeatedly — FailFastAfter
+// consecutive failures spread over at least the timeout — calls do not
+// reach it for FailFastFor; then exactly one probe does; recovery is
+// automatic. A burst of failures at one moment does not open it. Counted by
+// the go-redis hook, and on a fake clock, not by the wall clock.
 func TestFailFast(t *testing.T) {
 	r := testenv.StartRedis(t)
 	r.Stop()
@@ -407,8 +409,9 @@ func TestFailFast(t *testing.T) {
 		t.Run(m.name, func(t *testing.T) {
 			hook := &countHook{}
 			clock := newFakeClock(time.Now())
+			const timeout = 300 * time.Millisecond
 			s := NewRedisStore(newClient(t, r.Addr, hook), RedisStoreOptions{
-				Direct: m.direct, Timeout: 300 * time.Millisecond, FailFastFor: time.Second, Now: clock.Now, Prefix: t.Name(),
+				Direct: m.direct, Timeout: timeout, FailFastFor: time.Second, Now: clock.Now, Prefix: t.Name(),
 			})
 			t.Cleanup(func() { _ = s.Close() })
 			p := Policy{Name: "p", Requests: 1000, Period: time.Hour}
@@ -417,19 +420,28 @@ func TestFailFast(t *testing.T) {
 				_, err := s.Allow(ctx, p, "k")
 				return err
 			}
-			if err := call(); err == nil || errors.Is(err, ErrFailingFast) {
-				t.Fatalf("first call: %v, want a real failure", err)
+			// Ten failures at one moment (a GC pause, one dropped connection):
+			// every one is tried, none fails fast.
+			for i := range 10 {
+				if err := call(); err == nil || errors.Is(err, ErrFailingFast) {
+					t.Fatalf("call %d of a burst: %v, want a real failure", i, err)
+				}
 			}
-			if h := hook.hits(); h != 1 {
-				t.Fatalf("first call: %d store hits, want 1", h)
+			if h := hook.hits(); h != 10 {
+				t.Fatalf("a burst of 10 failures: %d store hits, want 10", h)
+			}
+			// Still failing a span later: an outage. This call opens it.
+			clock.Advance(s.ff.span)
+			if err := call(); err == nil || errors.Is(err, ErrFailingFast) {
+				t.Fatalf("call after the span: %v, want a real failure", err)
 			}
 			for range 50 {
 				if err := call(); !errors.Is(err, ErrFailingFast) || !errors.Is(err, ErrStoreUnavailable) {
 					t.Fatalf("while failing fast: %v", err)
 				}
 			}
-			if h := hook.hits(); h != 1 {
-				t.Errorf("50 calls while failing fast reached Redis %d times, want 0", h-1)
+			if h := hook.hits(); h != 11 {
+				t.Errorf("50 calls while failing fast reached Redis %d times, want 0", h-11)
 			}
 
 			// Cooldown over, Redis still down: concurrent callers, one probe.
@@ -446,8 +458,8 @@ func TestFailFast(t *testing.T) {
 				}()
 			}
 			wg.Wait()
-			if h := hook.hits(); h != 2 || fast.Load() != 9 {
-				t.Errorf("after the cooldown: %d probes, %d failed fast; want 1 and 9", h-1, fast.Load())
+			if h := hook.hits(); h != 12 || fast.Load() != 9 {
+				t.Errorf("after the cooldown: %d probes, %d failed fast; want 1 and 9", h-11, fast.Load())
 			}
 			if err := call(); !errors.Is(err, ErrFailingFast) {
 				t.Errorf("after a failed probe: %v, want failing fast again", err)
@@ -481,7 +493,8 @@ func TestFailFast(t *testing.T) {
 }
 
 // TestFailFastHungRedis: a Redis that accepts and never answers costs the
-// first call its timeout; the calls after it are not sent at all.
+// first calls their timeout (FailFastAfter of them, over at least the
+// timeout); the calls after them are not sent at all.
 func TestFailFastHungRedis(t *testing.T) {
 	addr := blackhole(t)
 	for _, m := range modes {
@@ -501,6 +514,12 @@ func TestFailFastHungRedis(t *testing.T) {
 			}
 			if !errors.Is(err, ErrStoreUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("first call: %v, want ErrStoreUnavailable wrapping DeadlineExceeded", err)
+			}
+			for i := range 2 {
+				clock.Advance(s.ff.span)
+				if _, err := s.Allow(context.Background(), p, "k"); !errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("call %d: %v, want a timeout", i+2, err)
+				}
 			}
 			hits := hook.hits()
 			for range 100 {
@@ -672,6 +691,9 @@ func TestRedisConfig(t *testing.T) {
 			if !o.ContextTimeoutEnabled {
 				t.Error("ContextTimeoutEnabled not set")
 			}
+			if o.MaxRetries != -1 {
+				t.Errorf("MaxRetries %d: go-redis would resend a decision Redis may have run", o.MaxRetries)
+			}
 			c := NewRedisClient(tc.cfg)
 			defer c.Close()
 			if got := fmt.Sprintf("%T", c); got != tc.want {
@@ -692,11 +714,15 @@ func TestRedisConfig(t *testing.T) {
 	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	defer c.Close()
 	s := NewRedisStore(c, RedisStoreOptions{Direct: true})
-	if got := s.Key(Policy{Name: "pol"}, "1.2.3.4"); got != "ratelimit:{pol:1.2.3.4}:tb" {
+	if got := s.Key(Policy{Name: "pol"}, "1.2.3.4"); got != "ratelimit:{3:pol:1.2.3.4}:tb" {
 		t.Errorf("key %q", got)
 	}
-	if got := s.Key(Policy{Name: "pol", Algorithm: SlidingWindow}, "k"); got != "ratelimit:{pol:k}:sw" {
+	if got := s.Key(Policy{Name: "pol", Algorithm: SlidingWindow}, "k"); got != "ratelimit:{3:pol:k}:sw" {
 		t.Errorf("key %q", got)
+	}
+	// Plain concatenation would make these one key.
+	if a, b := s.Key(Policy{Name: "a"}, "h:1.2.3.4"), s.Key(Policy{Name: "a:h"}, "1.2.3.4"); a == b {
+		t.Errorf("policy a key h:1.2.3.4 and policy a:h key 1.2.3.4 share %q", a)
 	}
 }
 
@@ -828,7 +854,7 @@ func TestBatchScripts(t *testing.T) {
 		eventually(t, 5*time.Second, func() error { // the last batch's flusher is done
 			s.co.mu.Lock()
 			defer s.co.mu.Unlock()
-			if s.co.inflight {
+			if s.co.lone+s.co.busy > 0 {
 				return errors.New("a round trip is still out")
 			}
 			return nil

@@ -157,8 +157,16 @@ type script struct {
 	src string
 	sha string
 
-	mu    sync.Mutex    // serialises loads
-	epoch atomic.Uint64 // incremented by every successful load
+	mu      sync.Mutex    // guards loading
+	epoch   atomic.Uint64 // incremented by every successful load
+	loading *loadCall     // the SCRIPT LOAD in flight; nil when none
+}
+
+// loadCall is one SCRIPT LOAD that every decision answered NOSCRIPT waits
+// for; err is written before done is closed.
+type loadCall struct {
+	done chan struct{}
+	err  error
 }
 
 func newScript(src string) *script {

@@ -312,7 +312,7 @@ func (d *decoder) rateLimit(blk *hclsyntax.Block, name string) (RateLimit, *loc)
 	r := defaultRateLimit()
 	b := d.open(blk.Body, rangePos(blk.TypeRange), fmt.Sprintf("rate_limit %q", name), schema{
 		attrs: []string{"algorithm", "requests", "period", "burst", "key", "store", "on_store_error",
-			"expected_replicas"},
+			"expected_replicas", "max_keys", "client_ipv6_prefix"},
 	})
 	r.Pos, r.Name = b.loc.block, name
 	b.str("algorithm", &r.Algorithm)
@@ -323,6 +323,8 @@ func (d *decoder) rateLimit(blk *hclsyntax.Block, name string) (RateLimit, *loc)
 	b.str("store", &r.Store)
 	b.str("on_store_error", &r.OnStoreError)
 	b.integer("expected_replicas", &r.ExpectedReplicas)
+	b.integer("max_keys", &r.MaxKeys)
+	b.integer("client_ipv6_prefix", &r.ClientIPv6Prefix)
 	return r, b.loc
 }
 

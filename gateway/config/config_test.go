@@ -72,6 +72,10 @@ func TestBadConfigs(t *testing.T) {
 		// What the limiter and the JWT verifier would refuse at start is refused here too.
 		{"sliding window period in microseconds", "rate_limit \"a\" {\n  algorithm = \"sliding_window\"\n  requests = 10\n  period = \"1500us\"\n  store = \"memory\"\n}\n", []string{
 			`t.hcl:4:3: rate_limit "a": a sliding_window period must be a whole number of milliseconds, not 1.5ms`}},
+		{"max_keys zero", "rate_limit \"m\" {\n  requests = 10\n  period = \"1s\"\n  store = \"memory\"\n  max_keys = 0\n}\n", []string{
+			`t.hcl:5:3: rate_limit "m": max_keys must be at least 1, not 0`}},
+		{"client_ipv6_prefix too long", "rate_limit \"v\" {\n  requests = 10\n  period = \"1s\"\n  store = \"memory\"\n  client_ipv6_prefix = 129\n}\n", []string{
+			`t.hcl:5:3: rate_limit "v": client_ipv6_prefix must be 1-128 (a prefix length), not 129`}},
 		{"requests too large", "rate_limit \"b\" {\n  requests = 2000000000\n  period = \"1h\"\n  store = \"memory\"\n}\n", []string{
 			`t.hcl:2:3: rate_limit "b": requests must be at most 1073741824`}},
 		{"more than a request per microsecond", "rate_limit \"c\" {\n  requests = 1000000\n  period = \"10ms\"\n  store = \"memory\"\n}\n", []string{
@@ -376,25 +380,26 @@ func TestDesignExample(t *testing.T) {
 		RateLimits: []RateLimit{{
 			Pos: at(59, 1), Name: "per_client", Algorithm: "token_bucket", Requests: 100, Period: time.Minute,
 			Burst: 20, Key: "client_ip", KeyKind: "client_ip", Store: "redis", OnStoreError: "allow", ExpectedReplicas: 1,
+			MaxKeys: 100000, ClientIPv6Prefix: 64,
 		}},
 		Services: []Service{{
-			Pos: at(70, 1), Name: "users",
-			Consul:       &ServiceConsul{Pos: at(71, 3), Name: "users", Tags: []string{"v1"}},
+			Pos: at(72, 1), Name: "users",
+			Consul:       &ServiceConsul{Pos: at(73, 3), Name: "users", Tags: []string{"v1"}},
 			LoadBalancer: "round_robin", Timeout: 10 * time.Second, IdleTimeout: time.Minute,
-			Retry: &Retry{Pos: at(84, 3), Attempts: 3, Backoff: 50 * time.Millisecond, MaxBackoff: time.Second,
+			Retry: &Retry{Pos: at(86, 3), Attempts: 3, Backoff: 50 * time.Millisecond, MaxBackoff: time.Second,
 				BudgetRatio: 0.2, BudgetWindow: 10 * time.Second, BudgetMin: 10, BufferBytes: 64 << 10},
-			CircuitBreaker: &CircuitBreaker{Pos: at(93, 3), FailureThreshold: 5, OpenTimeout: 30 * time.Second,
+			CircuitBreaker: &CircuitBreaker{Pos: at(95, 3), FailureThreshold: 5, OpenTimeout: 30 * time.Second,
 				HalfOpenRequests: 1, FailureStatuses: []int{502, 503, 504}, MinRequests: 20, Window: 10 * time.Second},
 			Transport: Transport{MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, DialTimeout: 5 * time.Second},
 		}},
 		Routes: []Route{{
-			Pos: at(100, 1), Name: "get-user", Hosts: []string{"api.example.com"}, Methods: []string{"GET"},
+			Pos: at(102, 1), Name: "get-user", Hosts: []string{"api.example.com"}, Methods: []string{"GET"},
 			Path: "/api/users/:id", Service: "users", StripPrefix: "/api", JWT: "users",
 			Roles: []string{"admin", "reader"}, RateLimit: "per_client", Timeout: 5 * time.Second,
 			Metadata: map[string]string{"team": "identity"},
-			Fallback: &Fallback{Pos: at(111, 3), Status: 503, ContentType: "application/json",
+			Fallback: &Fallback{Pos: at(113, 3), Status: 503, ContentType: "application/json",
 				Body: `{"message":"users are resting"}`},
-			CORS: &CORS{Pos: at(116, 3), AllowedOrigins: []string{"https://app.example.com"},
+			CORS: &CORS{Pos: at(118, 3), AllowedOrigins: []string{"https://app.example.com"},
 				AllowedMethods: []string{"GET", "POST"}},
 		}},
 	}
@@ -494,9 +499,11 @@ route "keyed" {
 		RolesClaim: "groups", ForwardClaims: map[string]string{"sub": "X-User-Id", "email": "X-User-Email"}}})
 	equal(t, "rate limits", cfg.RateLimits, []RateLimit{
 		{Pos: at(16, 1), Name: "per_user", Algorithm: "sliding_window", Requests: 10, Period: time.Second, Burst: 10,
-			Key: "claim:sub", KeyKind: "claim", KeyName: "sub", Store: "memory", OnStoreError: "local", ExpectedReplicas: 3},
+			Key: "claim:sub", KeyKind: "claim", KeyName: "sub", Store: "memory", OnStoreError: "local", ExpectedReplicas: 3,
+			MaxKeys: 100000, ClientIPv6Prefix: 64},
 		{Pos: at(25, 1), Name: "per_key", Algorithm: "token_bucket", Requests: 5, Period: 10 * time.Second, Burst: 5,
-			Key: "header:x-api-key", KeyKind: "header", KeyName: "X-Api-Key", Store: "redis", OnStoreError: "allow", ExpectedReplicas: 1},
+			Key: "header:x-api-key", KeyKind: "header", KeyName: "X-Api-Key", Store: "redis", OnStoreError: "allow", ExpectedReplicas: 1,
+			MaxKeys: 100000, ClientIPv6Prefix: 64},
 	})
 	equal(t, "service", cfg.Services, []Service{{
 		Pos: at(31, 1), Name: "api", LoadBalancer: "weighted", Timeout: 30 * time.Second, IdleTimeout: time.Minute,
@@ -583,7 +590,8 @@ route "r" {
 		equal(t, "jwt", cfg.JWT[0], JWT{Pos: at(14, 1), Name: "j", Algorithms: []string{"EdDSA"}, PublicKeyFile: "k.pub",
 			RolesClaim: "roles", ForwardAuthorization: true})
 		equal(t, "rate limit", cfg.RateLimits[0], RateLimit{Pos: at(18, 1), Name: "r", Algorithm: "token_bucket", Requests: 7,
-			Period: time.Minute, Burst: 7, Key: "client_ip", KeyKind: "client_ip", Store: "redis", OnStoreError: "allow", ExpectedReplicas: 1})
+			Period: time.Minute, Burst: 7, Key: "client_ip", KeyKind: "client_ip", Store: "redis", OnStoreError: "allow", ExpectedReplicas: 1,
+			MaxKeys: 100000, ClientIPv6Prefix: 64})
 		equal(t, "service", cfg.Services[0], Service{Pos: at(22, 1), Name: "s", LoadBalancer: "round_robin", Timeout: 30 * time.Second, IdleTimeout: time.Minute,
 			Consul: &ServiceConsul{Pos: at(23, 3), Name: "s"},
 			Retry: &Retry{Pos: at(24, 3), Attempts: 3, Backoff: 50 * time.Millisecond, MaxBackoff: time.Second, BudgetRatio: 0.2,
@@ -947,6 +955,8 @@ rate_limit "per_client" {
   store          = "redis"        # redis | memory
   on_store_error = "allow"        # allow | deny | local (memory store, limit / expected_replicas)
   expected_replicas = 1
+  max_keys       = 100000         # memory store (and local fallback): keys held at most, oldest evicted, counted by a metric
+  client_ipv6_prefix = 64         # key client_ip: an IPv6 client is keyed by this prefix (a /64 is one client)
 }
 
 service "users" {

@@ -3,6 +3,8 @@ package config
 import (
 	"crypto/tls"
 	"time"
+
+	"github.com/infinityxone/gateway/ratelimit"
 )
 
 // Defaults. Each block is filled with these before its attributes are decoded, so an
@@ -67,7 +69,8 @@ func defaultJWT() JWT { return JWT{RolesClaim: DefaultRolesClaim, ForwardAuthori
 // defaultRateLimit leaves Burst zero: it defaults to Requests once that is known.
 func defaultRateLimit() RateLimit {
 	return RateLimit{Algorithm: "token_bucket", Key: "client_ip", KeyKind: "client_ip",
-		Store: "redis", OnStoreError: "allow", ExpectedReplicas: 1}
+		Store: "redis", OnStoreError: "allow", ExpectedReplicas: 1,
+		MaxKeys: ratelimit.DefaultMaxKeys, ClientIPv6Prefix: ratelimit.DefaultIPv6Prefix}
 }
 
 func defaultService() Service {

@@ -182,6 +182,8 @@ type RateLimit struct {
 	Store            string // redis | memory; default redis
 	OnStoreError     string // allow | deny | local; default allow
 	ExpectedReplicas int    // default 1
+	MaxKeys          int    // keys a memory store (or the local fallback) holds at most; default 100000
+	ClientIPv6Prefix int    // an IPv6 client is keyed by this prefix length, 1-128; default 64
 }
 
 // Service is a `service "name"` block.

@@ -316,7 +316,7 @@ func (v *validator) rateLimit(r *RateLimit, l *loc) {
 	defer func() {
 		// Whatever else the limiter itself would refuse at start is reported now, so
 		// validate and run never disagree.
-		if len(v.d.diags) > before {
+		if len(v.d.diags) > before || !validName(r.Name) { // a bad name is reported at its label
 			return
 		}
 		err := ratelimit.Policy{
@@ -359,6 +359,10 @@ func (v *validator) rateLimit(r *RateLimit, l *loc) {
 	}
 	v.enum(l, "on_store_error", r.OnStoreError, storeErrors)
 	v.atLeast(l, "expected_replicas", int64(r.ExpectedReplicas), 1)
+	v.atLeast(l, "max_keys", int64(r.MaxKeys), 1)
+	if l.has("client_ipv6_prefix") && (r.ClientIPv6Prefix < 1 || r.ClientIPv6Prefix > 128) {
+		v.errorf(l, "client_ipv6_prefix", "client_ipv6_prefix must be 1-128 (a prefix length), not %d", r.ClientIPv6Prefix)
+	}
 	// The limiter's own limits (exact integer arithmetic in Lua, whole milliseconds for a
 	// sliding window) are checked here too, so validate and run never disagree.
 	if r.Requests > maxLimitRequests {

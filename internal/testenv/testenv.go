@@ -1,6 +1,8 @@
 // Package testenv starts the real servers that integration tests talk to: a
 // redis-server and a Consul agent in -dev mode, each on free loopback ports, each
-// owned by one test and stopped by PID when that test ends.
+// owned by one test and stopped by PID when that test ends; and a FaultProxy that
+// sits in front of any of them (or of an HTTP server) to add delay, stall or reset
+// connections on command.
 //
 // Binaries are found as follows; a missing binary fails the test (it never skips),
 // with a message telling to run `make tools` (which `make test` runs first):
