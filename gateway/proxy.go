@@ -627,6 +627,10 @@ func (p *proxy) upgrade(x *Exchange, resp *http.Response) {
 		}
 		resp.Header[k] = vv
 	}
+	// Tracked from before the hijack until its access-log line is written: shutdown
+	// sends it a close frame and waits for it (see tunnels).
+	t := p.g.tunnels.add()
+	x.tunnel = t
 	rc := http.NewResponseController(x.W)
 	conn, brw, err := rc.Hijack()
 	if err != nil {
@@ -646,10 +650,7 @@ func (p *proxy) upgrade(x *Exchange, resp *http.Response) {
 	if err := brw.Flush(); err != nil {
 		return
 	}
-	// Tracked until its access-log line is written: shutdown sends it a close frame and
-	// waits for it (see tunnels).
-	t := p.g.tunnels.add(conn, up, x.upgrade)
-	x.tunnel = t
+	t.attach(conn, up, x.upgrade)
 	bp1, bp2 := p.bufs.Get().(*[]byte), p.bufs.Get().(*[]byte)
 	defer p.bufs.Put(bp1)
 	defer p.bufs.Put(bp2)

@@ -22,30 +22,48 @@ type tunnels struct {
 
 // tunnel is one upgraded connection: a pump in each direction.
 type tunnel struct {
+	mu         sync.Mutex
+	attached   bool // the connections are known; before that, requests are remembered
+	wantGoAway bool
+	wantClose  bool
 	client     net.Conn
 	upstream   io.ReadWriteCloser
 	toClient   pump // upstream -> client
 	toUpstream pump // client -> upstream
 }
 
-// add registers an upgraded connection; done must be called once it is logged. When
-// the gateway is already shutting down, the tunnel is told to go away at once.
-func (ts *tunnels) add(client net.Conn, upstream io.ReadWriteCloser, protocol string) *tunnel {
-	ws := hasToken(protocol, "websocket")
-	t := &tunnel{client: client, upstream: upstream}
-	t.toClient = pump{dst: client, ws: ws}
-	t.toUpstream = pump{dst: upstream, ws: ws, masked: true}
+// add registers an upgrade about to happen, before the connection is hijacked: until
+// then http.Server.Shutdown still waits for the handler, so no tunnel slips past a
+// shutdown. done must be called once the exchange is logged, attach once hijacked.
+func (ts *tunnels) add() *tunnel {
+	t := &tunnel{}
 	ts.mu.Lock()
 	if ts.open == nil {
 		ts.open = make(map[*tunnel]struct{})
 	}
 	ts.open[t] = struct{}{}
-	closing := ts.closing
+	t.wantGoAway = ts.closing
 	ts.mu.Unlock()
-	if closing {
+	return t
+}
+
+// attach gives the tunnel its connections; a go-away or close asked for earlier is done
+// now.
+func (t *tunnel) attach(client net.Conn, upstream io.ReadWriteCloser, protocol string) {
+	ws := hasToken(protocol, "websocket")
+	t.mu.Lock()
+	t.client, t.upstream = client, upstream
+	t.toClient = pump{dst: client, ws: ws}
+	t.toUpstream = pump{dst: upstream, ws: ws, masked: true}
+	t.attached = true
+	goAway, closeNow := t.wantGoAway, t.wantClose
+	t.mu.Unlock()
+	switch {
+	case closeNow:
+		t.close()
+	case goAway:
 		t.goAway()
 	}
-	return t
 }
 
 // done forgets a tunnel whose exchange has been logged.
@@ -102,6 +120,13 @@ func (ts *tunnels) shutdown(ctx context.Context) (found, forced int) {
 
 // goAway sends the close frames, each at its direction's next frame boundary.
 func (t *tunnel) goAway() {
+	t.mu.Lock()
+	if !t.attached {
+		t.wantGoAway = true
+		t.mu.Unlock()
+		return
+	}
+	t.mu.Unlock()
 	if !t.toClient.ws {
 		t.close() // not a protocol the gateway can end politely
 		return
@@ -111,6 +136,13 @@ func (t *tunnel) goAway() {
 }
 
 func (t *tunnel) close() {
+	t.mu.Lock()
+	if !t.attached {
+		t.wantClose = true
+		t.mu.Unlock()
+		return
+	}
+	t.mu.Unlock()
 	_ = t.client.Close()
 	_ = t.upstream.Close()
 }
