@@ -11,6 +11,8 @@
 #                             Consul and failing /readyz (default 5s)
 #   CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, REDIS_ADDR, REDIS_PASSWORD, JWT_SECRET
 #   ORDERS_RATE_LIMIT, ORDERS_RATE_PERIOD   the per-user limit on /api/orders
+#   REDIS_TIMEOUT             bound on each rate-limit decision (default 100ms; about
+#                             2.5 x the round trip to Redis)
 #
 # Routes:
 #   /api/users/*   -> Consul service "users"   public
@@ -47,7 +49,7 @@ consul {
 redis {
   address  = env("REDIS_ADDR", "127.0.0.1:6379")
   password = env("REDIS_PASSWORD", "")
-  timeout  = "50ms"
+  timeout  = env("REDIS_TIMEOUT", "100ms")
 }
 
 jwt "users" {
