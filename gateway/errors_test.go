@@ -11,7 +11,7 @@ import (
 )
 
 // Every error a stage can answer with goes through statusFor, the one mapping to the
-// statuses and codes DESIGN.md names.
+// statuses and codes of docs/architecture.md.
 func TestStatusFor(t *testing.T) {
 	for _, tc := range []struct {
 		err    error
