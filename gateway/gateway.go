@@ -136,6 +136,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	g.metrics.subscribe(g.events)
 	g.subscribeLogs()
 	g.newReloadMetrics()
+	g.metrics.Registry.MustRegister(newEvictionsCollector(g))
 	// The route pipeline, in the order of docs/architecture.md (Request flow); the proxy
 	// ends every route.
 	g.stages = []Stage{corsStage, g.authStage, g.rateLimitStage}

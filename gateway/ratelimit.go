@@ -28,6 +28,7 @@ type rateLimits struct {
 	client   redis.UniversalClient // nil without a redis block
 	redis    *ratelimit.RedisStore
 	memories []*ratelimit.MemoryStore // one per store = "memory" policy or "local" fallback (its max_keys)
+	memNames []string                 // the policy of each of memories
 	limiters []*ratelimit.Limiter
 	policies map[string]*ratePolicy
 	counts   headerInts // RateLimit-Remaining, -Reset and Retry-After values
@@ -130,11 +131,7 @@ func newRateLimits(g *Gateway, cfg *config.Config) (_ *rateLimits, err error) {
 		if p.Store != "redis" || p.OnStoreError == "local" {
 			memory = ratelimit.NewMemoryStore(ratelimit.MemoryStoreOptions{MaxKeys: p.MaxKeys})
 			rl.memories = append(rl.memories, memory)
-			g.metrics.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-				Name:        "gateway_ratelimit_evictions_total",
-				Help:        "Rate-limit keys still in use dropped from a memory store (or local fallback) at its max_keys.",
-				ConstLabels: prometheus.Labels{"policy": p.Name},
-			}, func() float64 { return float64(memory.Evictions()) }))
+			rl.memNames = append(rl.memNames, p.Name)
 		}
 		var store ratelimit.Store = memory
 		if p.Store == "redis" {
@@ -253,4 +250,32 @@ func (g *Gateway) rateLimitStage(rt *Route, next Handler) Handler {
 // ceilSeconds rounds d up to whole seconds, at least least.
 func ceilSeconds(d time.Duration, least int) int {
 	return max(least, int((d+time.Second-1)/time.Second))
+}
+
+// evictionsCollector reports gateway_ratelimit_evictions_total from the memory stores of
+// the current snapshot's policies; registered once, so a reload that rebuilds the
+// stores needs no registration (a rebuilt store starts from 0: a counter reset).
+type evictionsCollector struct {
+	g    *Gateway
+	desc *prometheus.Desc
+}
+
+func newEvictionsCollector(g *Gateway) *evictionsCollector {
+	return &evictionsCollector{g: g, desc: prometheus.NewDesc("gateway_ratelimit_evictions_total",
+		"Rate-limit keys still in use dropped from a memory store (or local fallback) at its max_keys.",
+		[]string{"policy"}, nil)}
+}
+
+// Describe implements prometheus.Collector.
+func (c *evictionsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+// Collect implements prometheus.Collector.
+func (c *evictionsCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.g.cur.Load()
+	if st == nil || st.limits == nil {
+		return
+	}
+	for i, m := range st.limits.memories {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(m.Evictions()), st.limits.memNames[i])
+	}
 }
