@@ -127,7 +127,7 @@ func (c *RedisCluster) Masters() []string {
 // when none does (its master is down and not yet replaced).
 func (c *RedisCluster) MasterOf(key string) string {
 	c.t.Helper()
-	slot := redisSlot(key)
+	slot := RedisSlot(key)
 	for _, n := range c.Nodes() {
 		if n.Master && !n.Failing && n.Serves(slot) {
 			return n.Addr
@@ -196,9 +196,9 @@ func (c *RedisCluster) Client() *redis.ClusterClient {
 	return cc
 }
 
-// redisSlot is the Redis Cluster hash slot of key: CRC16 (XMODEM) of the key,
+// RedisSlot is the Redis Cluster hash slot of key: CRC16 (XMODEM) of the key,
 // or of its {hash tag} when it has a non-empty one, modulo 16384.
-func redisSlot(key string) int {
+func RedisSlot(key string) int {
 	if i := strings.IndexByte(key, '{'); i >= 0 {
 		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
 			key = key[i+1 : i+1+j]
