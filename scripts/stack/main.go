@@ -4,7 +4,10 @@
 // deploy/gateway.hcl. It prints the addresses and a sample token, and on Ctrl-C
 // stops everything by PID (gateways first, so each one drains).
 //
-//	go run ./scripts/stack [-gateways 3] [-instances 2] [-port 8081] [-jwt-secret S] [-keep]
+//	go run ./scripts/stack [-gateways 3] [-instances 2] [-port 8081] [-jwt-secret S] [-keep] [-cluster]
+//
+// -cluster runs it on a three-server Consul datacenter with a client agent and a
+// six-node Redis Cluster instead of one dev agent and one redis-server.
 //
 // It is what `make stack` runs; see internal/stack.
 package main
@@ -39,6 +42,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	dir := fs.String("dir", "", "directory for binaries, config and logs (default: a temporary one)")
 	keep := fs.Bool("keep", false, "keep the temporary directory (logs) after stopping")
 	sub := fs.String("sub", "demo", "subject of the sample token")
+	cluster := fs.Bool("cluster", false, "run on a 3-server Consul datacenter (+ client agent) and a 6-node Redis Cluster")
 	secret := fs.String("jwt-secret", os.Getenv("JWT_SECRET"), "the replicas' HS256 secret, 32+ bytes (default $JWT_SECRET, else random)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -62,7 +66,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	s, err := stack.Start(startCtx, stack.Options{
 		Config: *configPath, Dir: *dir, KeepDir: *keep,
 		Gateways: *gateways, Services: services, GatewayPort: *port,
-		JWTSecret: *secret, Logger: logger,
+		JWTSecret: *secret, Logger: logger, Cluster: *cluster,
 	})
 	cancel()
 	if err != nil {
