@@ -155,13 +155,13 @@ type Stack struct {
 	Issuer   string
 	Audience []string
 
-	Consul    *Process
-	Redis     *Process
+	Consul *Process
+	Redis  *Process
 	// Cluster mode: Consul is the client agent and Redis is nil.
 	ConsulServers []*Process
 	RedisNodes    []*Process
-	Instances []*Instance
-	Gateways  []*Gateway
+	Instances     []*Instance
+	Gateways      []*Gateway
 
 	opts    Options
 	log     hclog.Logger
