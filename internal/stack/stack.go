@@ -155,13 +155,14 @@ type Stack struct {
 	Issuer   string
 	Audience []string
 
-	Consul *Process
-	Redis  *Process
+	Consul    *Process
+	Redis     *Process
+	Instances []*Instance
+	Gateways  []*Gateway
+
 	// Cluster mode: Consul is the client agent and Redis is nil.
 	ConsulServers []*Process
 	RedisNodes    []*Process
-	Instances     []*Instance
-	Gateways      []*Gateway
 
 	opts    Options
 	log     hclog.Logger
