@@ -2,8 +2,10 @@ package stack
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -225,4 +227,25 @@ func (s *Stack) useRedisCluster() error {
 		}
 	}
 	return nil
+}
+
+// catalogPassing waits until the catalog (the servers, not only the client agent
+// the instances registered with) lists every instance of every service as
+// passing: a client agent syncs its services to the servers a moment after it
+// accepts them, and the gateways read the servers' view.
+func (s *Stack) catalogPassing(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, clusterFormTimeout)
+	defer cancel()
+	return tools.Poll(ctx, 50*time.Millisecond, func(ctx context.Context) error {
+		for _, svc := range s.opts.Services {
+			var entries []json.RawMessage
+			if err := s.getJSON(ctx, "http://"+s.Consul.Addr+"/v1/health/service/"+url.PathEscape(svc.Name)+"?passing=1", &entries); err != nil {
+				return err
+			}
+			if len(entries) != svc.Instances {
+				return fmt.Errorf("the catalog lists %d passing instances of %s, want %d", len(entries), svc.Name, svc.Instances)
+			}
+		}
+		return nil
+	})
 }

@@ -282,6 +282,11 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 	if err := s.startInstances(ctx); err != nil {
 		return s, err
 	}
+	if opts.Cluster {
+		if err := s.catalogPassing(ctx); err != nil {
+			return s, err
+		}
+	}
 	s.log.Info("services ready", "instances", len(s.Instances))
 	if err := s.startGateways(ctx); err != nil {
 		return s, err
