@@ -32,6 +32,10 @@ type rateLimits struct {
 	limiters []*ratelimit.Limiter
 	policies map[string]*ratePolicy
 	counts   headerInts // RateLimit-Remaining, -Reset and Retry-After values
+	// warm is closed when the background warm-up of a Cluster client has ended
+	// (ratelimit.WarmUp); stopWarm cuts it short. nil without a redis block.
+	warm     chan struct{}
+	stopWarm context.CancelFunc
 }
 
 // ratePolicy is a compiled rate_limit block.
@@ -125,6 +129,15 @@ func newRateLimits(g *Gateway, cfg *config.Config) (_ *rateLimits, err error) {
 		rl.redis = ratelimit.NewRedisStore(rl.client, ratelimit.RedisStoreOptions{
 			Timeout: r.Timeout, Logger: g.log,
 		})
+		var ctx context.Context
+		ctx, rl.stopWarm = context.WithTimeout(context.Background(), 10*time.Second)
+		rl.warm = make(chan struct{})
+		go func() {
+			defer close(rl.warm)
+			if err := ratelimit.WarmUp(ctx, rl.client); err != nil {
+				g.log.Debug("ratelimit: redis warm-up failed; the first decisions will do it", "error", err)
+			}
+		}()
 	}
 	for _, p := range cfg.RateLimits {
 		var memory *ratelimit.MemoryStore // the policy's own, so max_keys is per policy
@@ -168,6 +181,10 @@ func newRateLimits(g *Gateway, cfg *config.Config) (_ *rateLimits, err error) {
 func (rl *rateLimits) close() {
 	if rl == nil {
 		return
+	}
+	if rl.warm != nil {
+		rl.stopWarm()
+		<-rl.warm
 	}
 	for _, l := range rl.limiters {
 		_ = l.Close()

@@ -78,9 +78,25 @@ func (c RedisConfig) UniversalOptions() *redis.UniversalOptions {
 // NewRedisClient returns the go-redis client for c: a plain client for one
 // address, a Sentinel failover client with MasterName, a Cluster client for
 // Addresses. The caller closes it.
+//
+// A Cluster client reloads the slot map at most ClusterStateReloadInterval
+// after it last did, on the next command: go-redis reloads at once on MOVED
+// and ASK but not when a master stops answering, and its own default (60 s)
+// kept every decision for a failed master's slots failing for a minute after
+// its replica had taken over.
 func NewRedisClient(c RedisConfig) redis.UniversalClient {
-	return redis.NewUniversalClient(c.UniversalOptions())
+	o := c.UniversalOptions()
+	if o.IsClusterMode {
+		co := o.Cluster()
+		co.ClusterStateReloadInterval = ClusterStateReloadInterval
+		return redis.NewClusterClient(co)
+	}
+	return redis.NewUniversalClient(o)
 }
+
+// ClusterStateReloadInterval bounds how stale a Cluster client's slot map may
+// get: one CLUSTER SLOTS per interval per client while decisions flow.
+const ClusterStateReloadInterval = time.Second
 
 // RedisStoreOptions configures a RedisStore. Zero values mean the defaults.
 type RedisStoreOptions struct {

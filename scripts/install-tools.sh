@@ -2,6 +2,7 @@
 # Installs what the tests need, and only what is missing (safe to run again):
 #   gcc             Debian package (go test -race needs cgo)
 #   redis-server    Debian package
+#   redis-cli       Debian package redis-tools (creates the Redis Cluster of the tests)
 #   consul          Consul v1.14.11 built from the tools module tools/consul through
 #                   the Go module proxy, into ${GATEWAY_TOOLS:-$HOME/.cache/gateway-tools}
 #   docker-compose  Debian package (for the compose file check)
@@ -63,6 +64,12 @@ missing=()
 # go test -race needs cgo, so a C compiler.
 need_command gcc || missing+=(gcc)
 need_command redis-server || missing+=(redis-server)
+
+# --- clusters: redis-cli creates the Redis Cluster of the cluster tests and of
+# `make stack STACK_FLAGS=-cluster` (Debian's redis-tools, which redis-server
+# depends on; checked on its own in case redis-server came from elsewhere).
+need_command redis-cli redis-tools || missing+=(redis-tools)
+# --- end clusters
 
 # consul: rebuilt when absent or not the version that tools/consul/go.mod pins.
 want=$(grep -oE 'github.com/hashicorp/consul v[^ ]+' "$root/tools/consul/go.mod" | head -n1 | cut -d' ' -f2)

@@ -120,6 +120,11 @@ type Options struct {
 	JWTSecret string
 	// Logger receives progress messages; default: none.
 	Logger hclog.Logger
+	// Cluster runs a three-server Consul datacenter with a client agent (the one
+	// the instances and gateways use) and a six-node Redis Cluster instead of one
+	// dev agent and one redis-server; the gateways' redis block gets the
+	// cluster's addresses. See cluster.go.
+	Cluster bool
 }
 
 // Instance is one running echo instance.
@@ -166,6 +171,10 @@ type Stack struct {
 	Redis     *Process
 	Instances []*Instance
 	Gateways  []*Gateway
+
+	// Cluster mode: Consul is the client agent and Redis is nil.
+	ConsulServers []*Process
+	RedisNodes    []*Process
 
 	opts    Options
 	log     hclog.Logger
@@ -257,19 +266,29 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 	// Consul and Redis have no dependency on each other.
 	var consulErr, redisErr error
 	var wg sync.WaitGroup
-	wg.Go(func() { consulErr = s.startConsul(ctx, consulBin) })
-	wg.Go(func() { redisErr = s.startRedis(ctx, redisBin) })
+	if opts.Cluster {
+		wg.Go(func() { consulErr = s.startConsulCluster(ctx, consulBin) })
+		wg.Go(func() { redisErr = s.startRedisCluster(ctx, redisBin) })
+	} else {
+		wg.Go(func() { consulErr = s.startConsul(ctx, consulBin) })
+		wg.Go(func() { redisErr = s.startRedis(ctx, redisBin) })
+	}
 	wg.Wait()
 	if err := errors.Join(consulErr, redisErr); err != nil {
 		return s, err
 	}
-	s.log.Info("consul and redis ready", "consul", s.Consul.Addr, "redis", s.Redis.Addr)
+	s.log.Info("consul and redis ready", "consul", s.Consul.Addr, "redis", strings.Join(s.RedisAddrs(), ","))
+	if opts.Cluster {
+		if err := s.useRedisCluster(); err != nil {
+			return s, err
+		}
+	}
 
 	// The replicas' environment is known now; check the config before starting them,
 	// so that a mistake is reported once, with its FILE:LINE:COL.
 	s.gwEnv = []string{
 		"CONSUL_HTTP_ADDR=" + s.Consul.Addr,
-		"REDIS_ADDR=" + s.Redis.Addr,
+		"REDIS_ADDR=" + s.RedisAddrs()[0],
 		"JWT_SECRET=" + s.JWTSecret,
 	}
 	if err := s.checkConfig(); err != nil {
@@ -278,6 +297,11 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 
 	if err := s.startInstances(ctx); err != nil {
 		return s, err
+	}
+	if opts.Cluster {
+		if err := s.catalogPassing(ctx); err != nil {
+			return s, err
+		}
 	}
 	s.log.Info("services ready", "instances", len(s.Instances))
 	if err := s.startGateways(ctx); err != nil {
@@ -319,7 +343,7 @@ func (s *Stack) Stop() error {
 				insts = append(insts, in.Sidecar)
 			}
 		}
-		for _, p := range []*Process{s.Redis, s.Consul} {
+		for _, p := range slices.Concat([]*Process{s.Redis, s.Consul}, s.RedisNodes, s.ConsulServers) {
 			if p != nil {
 				servers = append(servers, p)
 			}
@@ -388,7 +412,14 @@ func (s *Stack) ServiceInstances(service string) []*Instance {
 // Describe writes the stack's addresses, one per line, for people.
 func (s *Stack) Describe(w io.Writer) {
 	fmt.Fprintf(w, "consul      http://%s/ui   (export CONSUL_HTTP_ADDR=%s)\n", s.Consul.Addr, s.Consul.Addr)
-	fmt.Fprintf(w, "redis       %s\n", s.Redis.Addr)
+	for _, p := range s.ConsulServers {
+		fmt.Fprintf(w, "%-11s http://%s\n", p.Name, p.Addr)
+	}
+	if s.Redis != nil {
+		fmt.Fprintf(w, "redis       %s\n", s.Redis.Addr)
+	} else {
+		fmt.Fprintf(w, "redis       cluster %s   (redis-cli -c -p %s)\n", strings.Join(s.RedisAddrs(), ","), s.RedisAddrs()[0][strings.LastIndex(s.RedisAddrs()[0], ":")+1:])
+	}
 	for _, in := range s.Instances {
 		fmt.Fprintf(w, "%-11s http://%s   consul id %s\n", in.Name, in.Addr, in.ID)
 		if in.Sidecar != nil {
@@ -404,7 +435,7 @@ func (s *Stack) Describe(w io.Writer) {
 
 // mkdirs creates the stack directory's subdirectories.
 func mkdirs(dir string) error {
-	for _, d := range []string{"bin", "config", "logs", "redis"} {
+	for _, d := range []string{"bin", "config", "logs", "redis", "consul"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return err
 		}

@@ -4,10 +4,12 @@
 // deploy/gateway.hcl. It prints the addresses and a sample token, and on Ctrl-C
 // stops everything by PID (gateways first, so each one drains).
 //
-//	go run ./scripts/stack [-gateways 3] [-instances 2] [-port 8081] [-jwt-secret S] [-keep] [-mesh]
+//	go run ./scripts/stack [-gateways 3] [-instances 2] [-port 8081] [-jwt-secret S] [-keep] [-mesh | -cluster]
 //
 // -mesh runs the mesh variant (docker-compose.mesh.yml): every instance behind a
 // Consul Connect sidecar, the replicas on deploy/gateway-mesh.hcl.
+// -cluster runs it on a three-server Consul datacenter with a client agent and a
+// six-node Redis Cluster instead of one dev agent and one redis-server.
 //
 // It is what `make stack` runs; see internal/stack.
 package main
@@ -43,6 +45,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	keep := fs.Bool("keep", false, "keep the temporary directory (logs) after stopping")
 	sub := fs.String("sub", "demo", "subject of the sample token")
 	mesh := fs.Bool("mesh", false, "mesh variant: instances behind Consul Connect sidecars, deploy/gateway-mesh.hcl")
+	cluster := fs.Bool("cluster", false, "run on a 3-server Consul datacenter (+ client agent) and a 6-node Redis Cluster")
 	secret := fs.String("jwt-secret", os.Getenv("JWT_SECRET"), "the replicas' HS256 secret, 32+ bytes (default $JWT_SECRET, else random)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -52,6 +55,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "stack: unexpected arguments %v\n", fs.Args())
+		return 2
+	}
+	if *mesh && *cluster {
+		fmt.Fprintln(stderr, "stack: -mesh and -cluster are not combined yet: pick one")
 		return 2
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "stack", Output: stderr, Level: hclog.Info})
@@ -66,7 +73,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	s, err := stack.Start(startCtx, stack.Options{
 		Config: *configPath, Dir: *dir, KeepDir: *keep,
 		Gateways: *gateways, Services: services, GatewayPort: *port,
-		JWTSecret: *secret, Logger: logger, Mesh: *mesh,
+		JWTSecret: *secret, Logger: logger, Mesh: *mesh, Cluster: *cluster,
 	})
 	cancel()
 	if err != nil {
