@@ -65,6 +65,7 @@ type Gateway struct {
 	auth     map[string]*authProvider
 	disc     *discovery // nil without a consul block
 	limits   *rateLimits
+	compress *compressor // caching: nil without a route that compresses
 	// claimHeaders are every header some provider sets from claims; the front removes
 	// them from every client request so that none can be forged.
 	claimHeaders []string
@@ -115,7 +116,10 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	g.metrics.subscribe(g.events)
 	g.subscribeLogs()
 	// The route pipeline, in DESIGN.md's order; the proxy ends every route.
-	g.stages = []Stage{corsStage, g.authStage, g.rateLimitStage}
+	g.stages = []Stage{corsStage, g.authStage, g.rateLimitStage, g.compressStage}
+	if cfg.Compression != nil { // caching
+		g.compress = newCompressor(cfg.Compression)
+	}
 	limits, err := newRateLimits(g, cfg)
 	if err != nil {
 		return nil, err
