@@ -138,17 +138,17 @@ type Reason string
 // Reasons an answer is not stored.
 const (
 	Storable          Reason = ""
-	ReasonMethod      Reason = "method"         // not a GET
-	ReasonRequest     Reason = "request"        // the request said no-store
-	ReasonStatus      Reason = "status"         // a status the cache does not store
-	ReasonNoStore     Reason = "no-store"       // response no-store
-	ReasonPrivate     Reason = "private"        // response private
-	ReasonNoCache     Reason = "no-cache"       // response no-cache: would need revalidation each time
-	ReasonCookie      Reason = "set-cookie"     // response sets a cookie
-	ReasonAuth        Reason = "authorization"  // request with Authorization, response not public/s-maxage
-	ReasonVaryStar    Reason = "vary"           // Vary: *
-	ReasonNoFreshness Reason = "no-freshness"   // no lifetime and no default_ttl
-	ReasonBadHeader   Reason = "cache-control"  // unparsable Cache-Control
+	ReasonMethod      Reason = "method"        // not a GET
+	ReasonRequest     Reason = "request"       // the request said no-store
+	ReasonStatus      Reason = "status"        // a status the cache does not store
+	ReasonNoStore     Reason = "no-store"      // response no-store
+	ReasonPrivate     Reason = "private"       // response private
+	ReasonNoCache     Reason = "no-cache"      // response no-cache: would need revalidation each time
+	ReasonCookie      Reason = "set-cookie"    // response sets a cookie
+	ReasonAuth        Reason = "authorization" // request with Authorization, response not public/s-maxage
+	ReasonVaryStar    Reason = "vary"          // Vary: *
+	ReasonNoFreshness Reason = "no-freshness"  // no lifetime and no default_ttl
+	ReasonBadHeader   Reason = "cache-control" // unparsable Cache-Control
 )
 
 // heuristic lists the statuses cacheable by default (RFC 9110 §15.1), to which
