@@ -147,10 +147,11 @@ func (c *Cache) Put(ctx context.Context, req *Request, e *Entry) error {
 // Flight is one miss in progress on this replica; others asking for the same key wait
 // for it instead of going upstream too.
 type Flight struct {
-	key   string
-	done  chan struct{}
-	once  sync.Once
-	entry *Entry // set before done closes
+	key     string
+	waiters int // joined after the leader; guarded by Cache.mu
+	done    chan struct{}
+	once    sync.Once
+	entry   *Entry // set before done closes
 }
 
 // Join returns the flight of key: a new one with leader true (the caller goes
@@ -159,11 +160,22 @@ func (c *Cache) Join(key string) (f *Flight, leader bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if f := c.flights[key]; f != nil {
+		f.waiters++
 		return f, false
 	}
 	f = &Flight{key: key, done: make(chan struct{})}
 	c.flights[key] = f
 	return f, true
+}
+
+// Waiting is how many requests wait for the miss of key in progress.
+func (c *Cache) Waiting(key string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if f := c.flights[key]; f != nil {
+		return f.waiters
+	}
+	return 0
 }
 
 // Finish ends the leader's flight with the entry it stored (nil: nothing that others

@@ -65,7 +65,8 @@ type Gateway struct {
 	auth     map[string]*authProvider
 	disc     *discovery // nil without a consul block
 	limits   *rateLimits
-	compress *compressor // caching: nil without a route that compresses
+	compress *compressor            // caching: nil without a route that compresses
+	caches   map[string]*routeCache // caching: cache blocks by name
 	// claimHeaders are every header some provider sets from claims; the front removes
 	// them from every client request so that none can be forged.
 	claimHeaders []string
@@ -116,7 +117,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	g.metrics.subscribe(g.events)
 	g.subscribeLogs()
 	// The route pipeline, in DESIGN.md's order; the proxy ends every route.
-	g.stages = []Stage{corsStage, g.authStage, g.rateLimitStage, g.compressStage}
+	g.stages = []Stage{corsStage, g.authStage, g.rateLimitStage, g.compressStage, g.cacheStage}
 	if cfg.Compression != nil { // caching
 		g.compress = newCompressor(cfg.Compression)
 	}
@@ -125,6 +126,9 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.limits = limits
+	if g.caches, err = newCaches(g, cfg, opts.Now); err != nil { // caching
+		return nil, err
+	}
 
 	g.auth = make(map[string]*authProvider, len(cfg.JWT))
 	for _, jc := range cfg.JWT {
