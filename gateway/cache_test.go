@@ -479,3 +479,71 @@ func TestCacheNeverStoresPartial(t *testing.T) {
 		t.Fatalf("whole body then hit: %d bytes, Cache-Status %q", len(body), resp.Header.Get("Cache-Status"))
 	}
 }
+
+// TestCacheWithCompression: the cache keeps the identity body; each client gets it in
+// its own encoding, from the cache.
+func TestCacheWithCompression(t *testing.T) {
+	var c counted
+	body := bigJSON(300)
+	up := backend(t, func(w http.ResponseWriter, r *http.Request) {
+		c.add(r.URL.Path)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Write(body)
+	})
+	src := strings.Replace(cacheConfig(hostOf(up), "", `  store = "memory"`), `cache   = "api"`, "cache   = \"api\"\n  compress = true", 1)
+	gw := startGateway(t, src, nil)
+	for i, enc := range []string{"gzip", "br", "", "zstd"} {
+		hdr := []string{}
+		if enc != "" {
+			hdr = []string{"Accept-Encoding", enc}
+		}
+		resp, raw := rawGet(t, "GET", gw.URL+"/c/json", hdr...)
+		if resp.Header.Get("Content-Encoding") != enc {
+			t.Fatalf("%d: Content-Encoding %q, want %q", i, resp.Header.Get("Content-Encoding"), enc)
+		}
+		if got := decode(t, enc, raw); !bytes.Equal(got, body) {
+			t.Fatalf("%d (%s): body differs", i, enc)
+		}
+		if cs := resp.Header.Get("Cache-Status"); i > 0 && !strings.HasPrefix(cs, "gateway; hit") {
+			t.Fatalf("%d (%s): Cache-Status %q", i, enc, cs)
+		}
+		if !strings.Contains(strings.Join(resp.Header.Values("Vary"), ","), "Accept-Encoding") {
+			t.Fatalf("%d: Vary %q", i, resp.Header.Values("Vary"))
+		}
+	}
+	if n := c.get("/c/json"); n != 1 {
+		t.Fatalf("upstream saw %d requests, want 1", n)
+	}
+	var routes []RouteInfo
+	json.Unmarshal(adminGet(t, gw, "/admin/routes"), &routes)
+	if len(routes) != 1 || routes[0].Cache != "api" || !routes[0].Compress {
+		t.Fatalf("/admin/routes: %+v", routes)
+	}
+}
+
+// TestCacheHitSkipsBreaker: hits are answered without an instance, so a dead upstream
+// behind a breaker neither fails them nor sees its breaker move.
+func TestCacheHitSkipsBreaker(t *testing.T) {
+	var c counted
+	up := cachingUpstream(t, &c)
+	src := strings.Replace(cacheConfig(hostOf(up), "", `  store = "memory"`), `  timeout = "5s"`, `  timeout = "5s"
+  circuit_breaker {
+    failure_threshold = 1
+    open_timeout      = "1h"
+  }`, 1)
+	gw := startGateway(t, src, nil)
+	get(t, gw.URL+"/c/fresh")
+	up.Close()
+	for i := 0; i < 20; i++ {
+		resp, body := get(t, gw.URL+"/c/fresh")
+		if resp.StatusCode != 200 || body != "body of /c/fresh" {
+			t.Fatalf("hit %d: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	var svcs []ServiceInfo
+	json.Unmarshal(adminGet(t, gw, "/admin/services"), &svcs)
+	if len(svcs) != 1 || svcs[0].Instances[0].Breaker != "closed" || svcs[0].Instances[0].InFlight != 0 {
+		t.Fatalf("/admin/services after hits: %+v", svcs)
+	}
+}
