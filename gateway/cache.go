@@ -242,6 +242,9 @@ func (f *cacheFill) run(next Handler) {
 	completed := false
 	defer func() {
 		x.W.w = f.w
+		if !f.swallowed {
+			f.rc.miss.Inc() // went upstream and the upstream's answer (or failure) was sent
+		}
 		if !completed {
 			f.abandon() // a panic: the upstream failed mid-body, the connection is dropped
 		}
@@ -381,7 +384,6 @@ func (f *cacheFill) done() {
 		f.rc.serveEntry(x, f.stale, f.rc.c.Now(), "fwd=stale; fwd-status="+strconv.Itoa(f.code))
 		return
 	}
-	f.rc.miss.Inc()
 	if !f.storing || f.failed || x.ErrorCode != "" {
 		return
 	}
