@@ -293,11 +293,14 @@ func (f *cacheFill) decide(h http.Header) {
 		f.release()
 		return
 	}
+	var length int64 = -1
 	if cl := h.Get("Content-Length"); cl != "" {
-		if n, err := strconv.ParseInt(cl, 10, 64); err != nil || n > f.rc.c.MaxObjectBytes() {
+		n, err := strconv.ParseInt(cl, 10, 64)
+		if err != nil || n > f.rc.c.MaxObjectBytes() {
 			f.release()
 			return
 		}
+		length = n
 	}
 	up := make(http.Header, len(h))
 	for k, vv := range h {
@@ -317,6 +320,9 @@ func (f *cacheFill) decide(h http.Header) {
 		return
 	}
 	f.storing, f.lifetime, f.header = true, life, up
+	if length > 0 {
+		f.buf = make([]byte, 0, length)
+	}
 }
 
 // release tells waiters that this answer will not be stored.
@@ -344,10 +350,22 @@ func (f *cacheFill) Write(p []byte) (int, error) {
 		if int64(len(f.buf)+len(p)) > f.rc.c.MaxObjectBytes() {
 			f.release() // too large: it streams on, unstored
 		} else {
-			f.buf = append(f.buf, p...)
+			f.keep(p)
 		}
 	}
 	return n, nil
+}
+
+// keep appends p to the copy, growing it so that its capacity never passes
+// max_object_bytes (append alone could double it past the cap).
+func (f *cacheFill) keep(p []byte) {
+	if need := len(f.buf) + len(p); need > cap(f.buf) {
+		c := min(max(2*cap(f.buf), need, 4<<10), int(f.rc.c.MaxObjectBytes()))
+		nb := make([]byte, len(f.buf), c)
+		copy(nb, f.buf)
+		f.buf = nb
+	}
+	f.buf = append(f.buf, p...)
 }
 
 func (f *cacheFill) Flush() {

@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/redis/go-redis/v9"
 
+	rcache "github.com/infinityxone/gateway/cache"
 	"github.com/infinityxone/gateway/internal/testenv"
 )
 
@@ -545,5 +546,23 @@ func TestCacheHitSkipsBreaker(t *testing.T) {
 	json.Unmarshal(adminGet(t, gw, "/admin/services"), &svcs)
 	if len(svcs) != 1 || svcs[0].Instances[0].Breaker != "closed" || svcs[0].Instances[0].InFlight != 0 {
 		t.Fatalf("/admin/services after hits: %+v", svcs)
+	}
+}
+
+// TestCacheFillCapacityCapped: the copy of an answer never grows past max_object_bytes,
+// even in capacity.
+func TestCacheFillCapacityCapped(t *testing.T) {
+	rc := &routeCache{c: rcache.New(rcache.Options{Store: rcache.NewMemoryStore(1<<20, nil), MaxObjectBytes: 10000})}
+	f := &cacheFill{rc: rc}
+	chunk := make([]byte, 3000)
+	for i := 0; i < 3; i++ {
+		f.keep(chunk)
+		if cap(f.buf) > 10000 {
+			t.Fatalf("after %d bytes the copy has capacity %d, over the 10000 cap", len(f.buf), cap(f.buf))
+		}
+	}
+	f.keep(chunk[:1000])
+	if len(f.buf) != 10000 || cap(f.buf) != 10000 {
+		t.Fatalf("len %d cap %d", len(f.buf), cap(f.buf))
 	}
 }
