@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -191,6 +192,20 @@ func (rc *routeCache) serveEntry(x *Exchange, e *rcache.Entry, now time.Time, st
 	h["Age"] = []string{strconv.FormatInt(int64(age/time.Second), 10)}
 	ttl := int64((e.Lifetime - age) / time.Second)
 	h.Set("Cache-Status", cacheStatusName+"; "+status+"; ttl="+strconv.FormatInt(ttl, 10))
+	if e.Status == http.StatusOK && notModified(x.R.Header, e.Header) {
+		// RFC 9110 §15.4.5: a 304 keeps only these of the stored answer's fields.
+		for k := range e.Header {
+			switch k {
+			case "Cache-Control", "Content-Location", "Date", "Etag", "Expires", "Vary":
+			default:
+				if _, mine := h[k]; mine && !rc.gwHeader(k) {
+					delete(h, k)
+				}
+			}
+		}
+		x.W.WriteHeader(http.StatusNotModified)
+		return
+	}
 	if e.Status != http.StatusNoContent && e.Status != http.StatusNotModified {
 		h["Content-Length"] = []string{strconv.Itoa(len(e.Body))}
 	}
@@ -198,6 +213,38 @@ func (rc *routeCache) serveEntry(x *Exchange, e *rcache.Entry, now time.Time, st
 	if x.R.Method != http.MethodHead && len(e.Body) > 0 {
 		_, _ = x.W.Write(e.Body)
 	}
+}
+
+// gwHeader reports headers the gateway sets on every answer itself, which a 304 keeps.
+func (rc *routeCache) gwHeader(k string) bool {
+	return k == "X-Request-Id" || k == "Age" || k == "Cache-Status"
+}
+
+// notModified evaluates a client's conditional GET against a stored answer (RFC 9110
+// §13.2.2): If-None-Match with weak comparison, else If-Modified-Since.
+func notModified(req, stored http.Header) bool {
+	if inm := req.Values("If-None-Match"); len(inm) > 0 {
+		etag := stored.Get("Etag")
+		if etag == "" {
+			return false
+		}
+		for _, v := range inm {
+			for tag := range strings.SplitSeq(v, ",") {
+				tag = strings.TrimSpace(tag)
+				if tag == "*" || strings.TrimPrefix(tag, "W/") == strings.TrimPrefix(etag, "W/") {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	ims, lm := req.Get("If-Modified-Since"), stored.Get("Last-Modified")
+	if ims == "" || lm == "" {
+		return false
+	}
+	t, err := http.ParseTime(ims)
+	m, err2 := http.ParseTime(lm)
+	return err == nil && err2 == nil && !m.After(t)
 }
 
 // cacheFill is the writer of a miss: it passes the answer to the client and keeps a

@@ -126,6 +126,8 @@ func cachingUpstream(t *testing.T, c *counted) *httptest.Server {
 			h.Set("Cache-Control", "max-age=1")
 		default:
 			h.Set("Cache-Control", "max-age=60")
+			h.Set("Etag", `"e1"`)
+			h.Set("Last-Modified", "Mon, 01 Jun 2026 10:00:00 GMT")
 		}
 		fmt.Fprintf(w, "body of %s", r.URL.Path)
 	})
@@ -564,5 +566,37 @@ func TestCacheFillCapacityCapped(t *testing.T) {
 	f.keep(chunk[:1000])
 	if len(f.buf) != 10000 || cap(f.buf) != 10000 {
 		t.Fatalf("len %d cap %d", len(f.buf), cap(f.buf))
+	}
+}
+
+// TestCacheConditionalHit: a client's conditional request is answered 304 from a fresh
+// entry.
+func TestCacheConditionalHit(t *testing.T) {
+	var c counted
+	up := cachingUpstream(t, &c)
+	gw := startGateway(t, cacheConfig(hostOf(up), "", `  store = "memory"`), nil)
+	get(t, gw.URL+"/c/fresh")
+	for _, tc := range []struct {
+		hdr  []string
+		want int
+	}{
+		{[]string{"If-None-Match", `"e1"`}, 304},
+		{[]string{"If-None-Match", `"x", W/"e1"`}, 304},
+		{[]string{"If-None-Match", `*`}, 304},
+		{[]string{"If-None-Match", `"e2"`}, 200},
+		{[]string{"If-Modified-Since", "Mon, 01 Jun 2026 10:00:00 GMT"}, 304},
+		{[]string{"If-Modified-Since", "Sun, 31 May 2026 10:00:00 GMT"}, 200},
+		{[]string{"If-None-Match", `"e2"`, "If-Modified-Since", "Mon, 01 Jun 2026 10:00:00 GMT"}, 200},
+	} {
+		resp, body := get(t, gw.URL+"/c/fresh", tc.hdr...)
+		if resp.StatusCode != tc.want || !strings.HasPrefix(resp.Header.Get("Cache-Status"), "gateway; hit") {
+			t.Fatalf("%q: %d (Cache-Status %q), want %d", tc.hdr, resp.StatusCode, resp.Header.Get("Cache-Status"), tc.want)
+		}
+		if tc.want == 304 && (body != "" || resp.Header.Get("Etag") != `"e1"` || resp.Header.Get("Content-Type") != "" || resp.Header.Get("Age") == "") {
+			t.Fatalf("%q: 304 with body %q, headers %v", tc.hdr, body, resp.Header)
+		}
+	}
+	if n := c.get("/c/fresh"); n != 1 {
+		t.Fatalf("upstream saw %d requests", n)
 	}
 }
