@@ -316,3 +316,41 @@ func TestCompressionStreamsSSE(t *testing.T) {
 		})
 	}
 }
+
+// TestCompressionUpstreamAbort: an upstream that dies mid-body on a compressed route
+// aborts the client's connection (it must not take a truncated body for a whole one),
+// and the next request is served normally.
+func TestCompressionUpstreamAbort(t *testing.T) {
+	body := bigJSON(2000)
+	up := backend(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/c/abort" {
+			w.Header().Set("Content-Length", fmt.Sprint(2*len(body)))
+			w.Write(body)
+			w.(http.Flusher).Flush()
+			conn, _, _ := http.NewResponseController(w).Hijack()
+			conn.Close()
+			return
+		}
+		w.Write(body)
+	})
+	gw := startGateway(t, compressConfig(hostOf(up), ""), nil)
+	for _, enc := range []string{"gzip", "br", "zstd"} {
+		req, _ := http.NewRequest("GET", gw.URL+"/c/abort", nil)
+		req.Header.Set("Accept-Encoding", enc)
+		tr := &http.Transport{DisableCompression: true}
+		resp, err := (&http.Client{Transport: tr}).Do(req)
+		if err == nil {
+			raw, rerr := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if rerr == nil {
+				t.Fatalf("%s: a truncated answer (%d bytes) ended cleanly", enc, len(raw))
+			}
+		}
+		tr.CloseIdleConnections()
+		resp2, raw := rawGet(t, "GET", gw.URL+"/c/ok", "Accept-Encoding", enc)
+		if got := decode(t, enc, raw); resp2.StatusCode != 200 || !bytes.Equal(got, body) {
+			t.Fatalf("%s: the next request: %d, %d bytes", enc, resp2.StatusCode, len(got))
+		}
+	}
+}
