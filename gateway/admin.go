@@ -43,6 +43,10 @@ type RouteInfo struct {
 	Methods []string `json:"methods"`
 	Path    string   `json:"path"`
 	Service string   `json:"service"`
+	// Compress and Cache show the route's compression and cache (its cache block's
+	// name, "" for none).
+	Compress bool   `json:"compress"`
+	Cache    string `json:"cache"`
 }
 
 // ServiceInfo is one row of /admin/services.
@@ -73,7 +77,8 @@ func (g *Gateway) routeInfo() []RouteInfo {
 	out := make([]RouteInfo, 0, len(routes))
 	for _, rt := range routes {
 		c := rt.Config
-		out = append(out, RouteInfo{Name: c.Name, Hosts: nonNil(c.Hosts), Methods: nonNil(c.Methods), Path: c.Path, Service: c.Service})
+		out = append(out, RouteInfo{Name: c.Name, Hosts: nonNil(c.Hosts), Methods: nonNil(c.Methods), Path: c.Path, Service: c.Service,
+			Compress: c.Compress, Cache: c.Cache})
 	}
 	return out
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/infinityxone/gateway/gateway/config"
 	"github.com/infinityxone/gateway/gateway/router"
@@ -74,6 +75,11 @@ type Gateway struct {
 	tracer *tracing.Tracer // nil without a tracing block
 	pool   sync.Pool
 	bufs   sync.Pool
+	// Compression and caches are built once at start (a reload keeps them; changing
+	// them takes a restart).
+	compress   *compressor            // caching: nil without a compression block
+	caches     map[string]*routeCache // caching: cache blocks by name
+	cacheRedis redis.UniversalClient  // caching: the Redis caches' client; nil without one
 
 	// Constant header values, shared by every request (each slice has cap == len, so an
 	// append elsewhere copies instead of writing into it).
@@ -139,9 +145,15 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	g.metrics.Registry.MustRegister(newEvictionsCollector(g))
 	// The route pipeline, in the order of docs/architecture.md (Request flow); the proxy
 	// ends every route.
-	g.stages = []Stage{corsStage, g.authStage, g.rateLimitStage}
+	g.stages = []Stage{corsStage, g.authStage, g.rateLimitStage, g.compressStage, g.cacheStage}
 	var err error
 	if g.tracer, err = g.newTracer(opts.Version); err != nil {
+		return nil, err
+	}
+	if cfg.Compression != nil { // caching
+		g.compress = newCompressor(cfg.Compression)
+	}
+	if g.caches, err = newCaches(g, cfg, opts.Now); err != nil { // caching
 		return nil, err
 	}
 	if cfg.Consul != nil {

@@ -419,6 +419,12 @@ func (g *Gateway) warnRestartOnly(cfg *config.Config) {
 	if !same(old.Consul, cfg.Consul) {
 		g.log.Warn("reload: changes to the consul block take a restart; Consul services keep the running one")
 	}
+	if !same(old.Connect, cfg.Connect) {
+		g.log.Warn("reload: changes to the connect block take a restart")
+	}
+	if !same(old.Compression, cfg.Compression) || !same(old.Caches, cfg.Caches) {
+		g.log.Warn("reload: changes to compression and cache blocks take a restart; routes use the running ones")
+	}
 }
 
 // loadCertificate reads the listener's certificate files.

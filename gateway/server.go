@@ -126,6 +126,9 @@ func (g *Gateway) closeLogs() {
 	if g.disc != nil {
 		g.disc.stop()
 	}
+	if g.cacheRedis != nil {
+		_ = g.cacheRedis.Close()
+	}
 	if g.accessLog != nil {
 		g.accessLog.Close()
 	}

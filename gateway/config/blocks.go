@@ -16,14 +16,16 @@ type parsed struct {
 	gateway, admin, log, consul, redis *loc // nil: block absent
 	connect, tracing                   *loc // nil: block absent
 	jwt, rateLimits, services, routes  []*loc
-	routeBlocks                        int // route blocks seen, named or not
+	routeBlocks                        int    // route blocks seen, named or not
+	compression                        *loc   // caching: nil without a compression block
+	caches                             []*loc // caching: parallel to cfg.Caches
 }
 
 // Top-level block types. The named ones may repeat; the others appear at most once in
 // the whole config, across files.
 var (
-	namedBlocks  = []string{"jwt", "rate_limit", "service", "route"}
-	singleBlocks = []string{"gateway", "admin", "log", "tracing", "consul", "redis", "connect"}
+	namedBlocks  = []string{"jwt", "rate_limit", "service", "route", "cache"}
+	singleBlocks = []string{"gateway", "admin", "log", "tracing", "consul", "redis", "connect", "compression"}
 )
 
 // file decodes one file's top-level blocks into p.
@@ -55,6 +57,12 @@ func (d *decoder) file(f *hclsyntax.Body, p *parsed) {
 			p.cfg.Services, p.services = append(p.cfg.Services, s), append(p.services, l)
 		}
 	}
+	for _, blk := range top.blocks["cache"] { // caching
+		if name, ok := d.label(blk); ok {
+			c, l := d.cacheBlock(blk, name)
+			p.cfg.Caches, p.caches = append(p.cfg.Caches, c), append(p.caches, l)
+		}
+	}
 	for _, blk := range top.blocks["route"] {
 		p.routeBlocks++
 		if name, ok := d.label(blk); ok {
@@ -83,6 +91,8 @@ func (d *decoder) single(blk *hclsyntax.Block, p *parsed) {
 		first = &p.redis
 	case "connect":
 		first = &p.connect
+	case "compression":
+		first = &p.compression
 	}
 	if *first != nil {
 		d.errorf(rangePos(blk.TypeRange), "duplicate %s block; the first is at %s", blk.Type, (*first).block)
@@ -107,6 +117,9 @@ func (d *decoder) single(blk *hclsyntax.Block, p *parsed) {
 	case "connect":
 		c, l := d.connect(blk)
 		p.cfg.Connect, p.connect = &c, l
+	case "compression":
+		c, l := d.compression(blk)
+		p.cfg.Compression, p.compression = &c, l
 	}
 }
 
@@ -402,7 +415,7 @@ func (d *decoder) route(blk *hclsyntax.Block, name string) (Route, *loc) {
 	r := Route{}
 	b := d.open(blk.Body, rangePos(blk.TypeRange), fmt.Sprintf("route %q", name), schema{
 		attrs: []string{"hosts", "methods", "path", "service", "strip_prefix", "jwt", "roles",
-			"rate_limit", "timeout", "metadata"},
+			"rate_limit", "timeout", "metadata", "compress", "cache"},
 		blocks: []string{"fallback", "cors"},
 	})
 	r.Pos, r.Name = b.loc.block, name
@@ -416,6 +429,7 @@ func (d *decoder) route(blk *hclsyntax.Block, name string) (Route, *loc) {
 	b.str("rate_limit", &r.RateLimit)
 	b.duration("timeout", &r.Timeout)
 	b.strMap("metadata", &r.Metadata)
+	routeCaching(b, &r)
 	for i := range r.Hosts {
 		r.Hosts[i] = strings.ToLower(r.Hosts[i])
 	}

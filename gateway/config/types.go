@@ -62,6 +62,9 @@ type Config struct {
 	RateLimits []RateLimit
 	Services   []Service
 	Routes     []Route
+
+	Compression *Compression // nil: no compression block (routes with compress = true use the defaults)
+	Caches      []Cache      // cache "name" blocks, declaration order
 }
 
 // Gateway is the `gateway` block: the public listener.
@@ -271,6 +274,8 @@ type Route struct {
 	Metadata    map[string]string
 	Fallback    *Fallback
 	CORS        *CORS
+	Compress    bool   // compress answers (the compression block's settings)
+	Cache       string // name of a cache block; "" = not cached
 }
 
 // Fallback is served instead of 503 when a route's service has no instance to try.

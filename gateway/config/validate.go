@@ -87,6 +87,7 @@ func (v *validator) validate() {
 		v.route(&c.Routes[i], v.p.routes[i])
 	}
 	v.routeTable()
+	v.caching() // compression and cache blocks (caching.go)
 }
 
 // positive reports a written duration or number that must be above zero.
