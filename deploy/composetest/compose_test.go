@@ -113,6 +113,7 @@ func newProject(t *testing.T, e *engine, root string) *project {
 		"CONSUL_UI_PORT="+strconv.Itoa(p.consul),
 		"HAPROXY_STATS_PORT="+strconv.Itoa(p.stats),
 		"GATEWAY_SUBNET="+p.subnet.String(),
+		"LB_DNS_SERVER="+gatewayAddr(p.subnet), // podman's DNS server for the network
 		"JWT_SECRET="+string(p.secret),
 		"ORDERS_RATE_LIMIT="+strconv.Itoa(rateLimit),
 		"ORDERS_RATE_PERIOD=1h",
@@ -128,7 +129,11 @@ func (p *project) compose(t *testing.T, timeout time.Duration, args ...string) (
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	args = append([]string{"-f", filepath.Join(p.root, "docker-compose.yml"), "--project-directory", p.root, "--no-ansi"}, args...)
+	args = append([]string{
+		"-f", filepath.Join(p.root, "docker-compose.yml"),
+		"-f", filepath.Join(p.root, "deploy", "compose.podman.yml"),
+		"--project-directory", p.root, "--ansi", "never",
+	}, args...)
 	cmd := exec.CommandContext(ctx, "docker-compose", args...)
 	cmd.Dir = p.root
 	cmd.Env = p.env
@@ -137,7 +142,7 @@ func (p *project) compose(t *testing.T, timeout time.Duration, args ...string) (
 	if ctx.Err() != nil {
 		err = fmt.Errorf("timed out after %v: %w", timeout, err)
 	}
-	t.Logf("docker-compose %s: %v", strings.Join(args[5:], " "), time.Since(start).Round(100*time.Millisecond))
+	t.Logf("docker-compose %s: %v", strings.Join(args[8:], " "), time.Since(start).Round(100*time.Millisecond))
 	return string(out), err
 }
 
@@ -635,6 +640,14 @@ func freeSubnet(t *testing.T) *net.IPNet {
 	}
 	t.Fatal("no free /24 in 172.28.0.0/16")
 	return nil
+}
+
+// gatewayAddr is the first address of a subnet: the network's gateway, where
+// podman's aardvark-dns answers.
+func gatewayAddr(n *net.IPNet) string {
+	ip := slices.Clone(n.IP.To4())
+	ip[3]++
+	return ip.String()
 }
 
 func randomHex(n int) string {
