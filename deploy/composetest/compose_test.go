@@ -48,6 +48,7 @@ type project struct {
 	secret  []byte
 	client  *http.Client
 	started time.Time
+	isDown  bool // `down` ran and succeeded
 }
 
 func TestCompose(t *testing.T) {
@@ -163,7 +164,11 @@ func (p *project) logs(t *testing.T) string {
 // down runs `docker-compose down -v`; with check it asserts that no container,
 // network or volume of the project is left.
 func (p *project) down(t *testing.T, check bool) {
+	if p.isDown {
+		return
+	}
 	out, err := p.compose(t, 3*time.Minute, "down", "-v", "--remove-orphans", "--timeout", "45")
+	p.isDown = err == nil
 	if !check {
 		return
 	}
