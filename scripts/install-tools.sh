@@ -2,11 +2,12 @@
 # Installs what the tests need, and only what is missing (safe to run again):
 #   gcc             Debian package (go test -race needs cgo)
 #   redis-server    Debian package
-#   consul          Consul v1.14.11 built from the tools module tools/consul through
-#                   the Go module proxy, into ${GATEWAY_TOOLS:-$HOME/.cache/gateway-tools}
+#   consul          Consul v1.14.11 built (static) from the tools module tools/consul
+#                   through the Go module proxy, into ${GATEWAY_TOOLS:-$HOME/.cache/gateway-tools}
 #   docker-compose  Debian package (for the compose file check)
 #   compose test    podman, haproxy, busybox-static, wget, dash (Debian packages) and a
-#                   static consul (CGO_ENABLED=0) next to the other: make compose-test
+#                   static consul (the one above; consul-static if that one is an older
+#                   cgo build): make compose-test
 #
 # With arguments, installs only those Debian packages instead (`make bench` runs
 # `scripts/install-tools.sh wrk`).
@@ -75,7 +76,9 @@ else
 	say "consul: building $want into $consul_bin (takes a few minutes the first time)"
 	mkdir -p "$tools_dir"
 	start=$(date +%s)
-	if (cd "$root/tools/consul" && GOWORK=off GOFLAGS=-mod=readonly \
+	# CGO_ENABLED=0: a static binary, which the compose test's consul image can use
+	# as it is (no second build of consul-static below).
+	if (cd "$root/tools/consul" && GOWORK=off GOFLAGS=-mod=readonly CGO_ENABLED=0 \
 		go build -o "$consul_bin.tmp" github.com/hashicorp/consul); then
 		mv "$consul_bin.tmp" "$consul_bin"
 		say "consul: built in $(($(date +%s) - start))s: $("$consul_bin" version | head -n1)"

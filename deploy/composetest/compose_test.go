@@ -204,7 +204,7 @@ func (p *project) testUp(t *testing.T) {
 	ctx := context.Background()
 	// Consul and everything behind it report healthy through their own checks.
 	want := map[string]int{"consul": 1, "redis": 1, "users": 2, "orders": 2, "gateway": 3, "lb": 1}
-	p.poll(t, 90*time.Second, "every container healthy", func() error {
+	p.poll(t, 3*time.Minute, "every container healthy", func() error {
 		for svc, n := range want {
 			cs, err := p.e.containers(ctx, false, "com.docker.compose.project="+p.name, "com.docker.compose.service="+svc)
 			if err != nil {
@@ -256,7 +256,7 @@ func (p *project) testUp(t *testing.T) {
 func (p *project) waitTopology(t *testing.T, gateways, users int, what string) {
 	t.Helper()
 	ctx := context.Background()
-	p.poll(t, 2*time.Minute, what+": Consul and HAProxy see the containers", func() error {
+	p.poll(t, 3*time.Minute, what+": Consul and HAProxy see the containers", func() error {
 		for svc, n := range map[string]int{"gateway": gateways, "users": users, "orders": 2} {
 			cs, err := p.e.containers(ctx, false, "com.docker.compose.project="+p.name, "com.docker.compose.service="+svc)
 			if err != nil {
@@ -481,7 +481,7 @@ func (p *project) testScaleUp(t *testing.T) {
 	l := p.startLoad(t, "/api/users/scale")
 	p.mustCompose(t, 4*time.Minute, "up", "-d", "--no-build", "--scale", "gateway=5", "--scale", "users=4")
 	p.waitTopology(t, 5, 4, "scaled up")
-	p.poll(t, time.Minute, "traffic reaches every new replica and instance", func() error {
+	p.poll(t, 2*time.Minute, "traffic reaches every new replica and instance", func() error {
 		gws, users := l.seen()
 		if len(gws) != 5 || len(users) != 4 {
 			return fmt.Errorf("seen gateways %v, users instances %v", gws, users)
@@ -539,7 +539,7 @@ type loadGen struct {
 const (
 	loadWorkers = 4
 	loadPace    = 25 * time.Millisecond // per worker: 160 requests/s in all
-	loadLimit   = 4 * time.Minute
+	loadLimit   = 10 * time.Minute      // longer than any phase under load may wait
 )
 
 func (p *project) startLoad(t *testing.T, path string) *loadGen {
