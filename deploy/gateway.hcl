@@ -10,6 +10,7 @@
 #   GATEWAY_DEREGISTER_DELAY  how long a stopping replica keeps serving after leaving
 #                             Consul and failing /readyz (default 5s)
 #   CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, REDIS_ADDR, REDIS_PASSWORD, JWT_SECRET
+#   REDIS_TIMEOUT             how long a limiter decision waits for Redis (50ms)
 #   ORDERS_RATE_LIMIT, ORDERS_RATE_PERIOD   the per-user limit on /api/orders
 #
 # Routes:
@@ -47,7 +48,9 @@ consul {
 redis {
   address  = env("REDIS_ADDR", "127.0.0.1:6379")
   password = env("REDIS_PASSWORD", "")
-  timeout  = "50ms"
+  # A limiter decision that Redis has not answered by then is a store error, and
+  # on_store_error = "allow" lets the request through: raise it on a slow host.
+  timeout  = env("REDIS_TIMEOUT", "50ms")
 }
 
 jwt "users" {

@@ -83,6 +83,7 @@ func TestCompose(t *testing.T) {
 		return
 	}
 	t.Run("replica stops under load", p.testStop)
+	t.Run("stop reaches every PID 1", p.testStopAll)
 	t.Run("down", func(t *testing.T) { p.down(t, true) })
 	t.Logf("compose test took %v", time.Since(start).Round(time.Second))
 }
@@ -118,6 +119,9 @@ func newProject(t *testing.T, e *engine, root string) *project {
 		"JWT_SECRET="+string(p.secret),
 		"ORDERS_RATE_LIMIT="+strconv.Itoa(rateLimit),
 		"ORDERS_RATE_PERIOD=1h",
+		// The limit must be exact, so no decision may fail open because a busy
+		// machine kept Redis from answering within the default 50ms.
+		"REDIS_TIMEOUT=2s",
 		"GATEWAY_LOG_LEVEL=warn",
 	)
 	t.Logf("project %s: lb 127.0.0.1:%d, consul 127.0.0.1:%d, stats 127.0.0.1:%d, subnet %v",
@@ -402,6 +406,8 @@ func (p *project) get(path, token string) (int, echoReply, error) {
 		if err := json.Unmarshal(b, &r); err != nil {
 			return resp.StatusCode, r, fmt.Errorf("body %q: %v", b, err)
 		}
+	} else {
+		r.Path = strings.Join(strings.Fields(string(b)), " ") // for messages
 	}
 	return resp.StatusCode, r, nil
 }
@@ -466,7 +472,7 @@ func (p *project) testRateLimit(t *testing.T) {
 		}
 	}
 	if codes[200] != rateLimit || codes[429] != 10 || len(codes) != 2 {
-		t.Errorf("statuses %v: want exactly %d x 200 and 10 x 429", codes, rateLimit)
+		t.Errorf("statuses %v: want exactly %d x 200 and 10 x 429\n%s", codes, rateLimit, p.logs(t))
 	}
 	if len(gateways) != 3 {
 		t.Errorf("the allowed requests went through gateways %v: want all 3 replicas", keys(gateways))
@@ -523,6 +529,32 @@ func (p *project) testStop(t *testing.T) {
 	l.stop(t)
 }
 
+// testStopAll stops the whole project the way `docker-compose stop` does and checks
+// that every container's main process handled its stop signal: none was left to the
+// SIGKILL at the end of its grace period (exit code 137).
+func (p *project) testStopAll(t *testing.T) {
+	start := time.Now()
+	p.mustCompose(t, 3*time.Minute, "stop")
+	took := time.Since(start)
+	cs, err := p.e.containers(context.Background(), true, "com.docker.compose.project="+p.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var codes []string
+	for _, c := range cs {
+		in, err := p.e.inspect(context.Background(), c.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		codes = append(codes, fmt.Sprintf("%s=%d", c.Name(), in.State.ExitCode))
+		if in.State.Running || in.State.ExitCode == 137 {
+			t.Errorf("%s: running %v, exit code %d: its stop signal did not end it", c.Name(), in.State.Running, in.State.ExitCode)
+		}
+	}
+	sort.Strings(codes)
+	t.Logf("stop took %v; exit codes %v", took.Round(100*time.Millisecond), codes)
+}
+
 // loadGen sends GETs through HAProxy from a few workers, paced, until stopped (or
 // for at most loadLimit), and counts any failure.
 type loadGen struct {
@@ -559,7 +591,7 @@ func (p *project) startLoad(t *testing.T, path string) *loadGen {
 				}
 				code, r, err := p.get(path, "")
 				if err == nil && code != 200 {
-					err = fmt.Errorf("status %d", code)
+					err = fmt.Errorf("status %d: %.200s", code, r.Path)
 				}
 				l.mu.Lock()
 				if err != nil {
