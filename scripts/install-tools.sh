@@ -104,6 +104,7 @@ fi
 compose_ok=true
 need_command podman || compose_ok=false
 need_command runc || compose_ok=false
+need_command iptables || compose_ok=false # netavark's firewall rules (published ports)
 for pkg in netavark aardvark-dns; do # podman's network stack
 	[ -x "/usr/lib/podman/$pkg" ] || apt_install "$pkg" || compose_ok=false
 done
