@@ -1,6 +1,6 @@
 # Infinity X One Gateway — everyday commands.
 #   make tools   install redis-server, consul and docker-compose if missing
-#   make test    tools, then go vet and the race-enabled tests (what CI runs)
+#   make test    tools, then go vet, the race-enabled tests and the compose test (what CI runs)
 #   make run     the gateway in dev mode
 #   make build   bin/gateway, stamped with the git version
 #   make bench   Go benchmarks and the end-to-end load table (bench/e2e)
