@@ -5,6 +5,10 @@
 #   docker build --target echo -t infinityxone/echo .       the echo example service
 # docker-compose.yml builds both.
 #
+# make compose-test runs docker-compose.yml with images built on the host instead
+# (scripts/compose-images.sh: this file's stages from `FROM runtime AS echo` on, on a
+# substitute base), because its machines reach no image registry: docs/compose.md.
+#
 # Static binaries (CGO_ENABLED=0) on Alpine: a shell and busybox wget for the
 # HEALTHCHECK and the entrypoint: about 25 MB (gateway) and 15 MB (echo). Both run as
 # an unprivileged user (uid 10001).

@@ -49,6 +49,8 @@ consul {
 redis {
   address  = env("REDIS_ADDR", "127.0.0.1:6379")
   password = env("REDIS_PASSWORD", "")
+  # A limiter decision that Redis has not answered by then is a store error, and
+  # on_store_error = "allow" lets the request through: raise it on a slow host.
   timeout  = env("REDIS_TIMEOUT", "100ms")
 }
 

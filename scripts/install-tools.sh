@@ -3,10 +3,13 @@
 #   gcc             Debian package (go test -race needs cgo)
 #   redis-server    Debian package
 #   redis-cli       Debian package redis-tools (creates the Redis Cluster of the tests)
-#   consul          Consul v1.14.11 built from the tools module tools/consul through
-#                   the Go module proxy, into ${GATEWAY_TOOLS:-$HOME/.cache/gateway-tools}
+#   consul          Consul v1.14.11 built (static) from the tools module tools/consul
+#                   through the Go module proxy, into ${GATEWAY_TOOLS:-$HOME/.cache/gateway-tools}
 #   docker-compose  Debian package (for the compose file check)
 #   chromium        Debian package, without recommends (the dashboard's browser test)
+#   compose test    podman, haproxy, busybox-static, wget, dash (Debian packages) and a
+#                   static consul (the one above; consul-static if that one is an older
+#                   cgo build): make compose-test
 #
 # With arguments, installs only those Debian packages instead (`make bench` runs
 # `scripts/install-tools.sh wrk`).
@@ -81,7 +84,9 @@ else
 	say "consul: building $want into $consul_bin (takes a few minutes the first time)"
 	mkdir -p "$tools_dir"
 	start=$(date +%s)
-	if (cd "$root/tools/consul" && GOWORK=off GOFLAGS=-mod=readonly \
+	# CGO_ENABLED=0: a static binary, which the compose test's consul image can use
+	# as it is (no second build of consul-static below).
+	if (cd "$root/tools/consul" && GOWORK=off GOFLAGS=-mod=readonly CGO_ENABLED=0 \
 		go build -o "$consul_bin.tmp" github.com/hashicorp/consul); then
 		mv "$consul_bin.tmp" "$consul_bin"
 		say "consul: built in $(($(date +%s) - start))s: $("$consul_bin" version | head -n1)"
@@ -107,6 +112,45 @@ elif ! { apt_install --no-install-recommends chromium && command -v chromium >/d
 	missing+=(chromium)
 fi
 # --- end chromium ---
+
+# --- compose smoke test (make compose-test, docs/compose.md) -------------------------
+# podman runs docker-compose.yml; scripts/compose-images.sh copies haproxy, wget, dash,
+# redis-server and a static busybox into the images it builds, and needs a static
+# consul: ~/.cache/gateway-tools/consul when that one is static, else consul-static.
+compose_ok=true
+need_command podman || compose_ok=false
+need_command runc || compose_ok=false
+need_command iptables || compose_ok=false # netavark's firewall rules (published ports)
+for pkg in netavark aardvark-dns; do # podman's network stack
+	[ -x "/usr/lib/podman/$pkg" ] || apt_install "$pkg" || compose_ok=false
+done
+need_command haproxy || compose_ok=false
+need_command wget || compose_ok=false
+need_command dash || compose_ok=false
+if ! command -v busybox >/dev/null 2>&1 || ldd "$(command -v busybox)" >/dev/null 2>&1; then
+	apt_install busybox-static || compose_ok=false # replaces a dynamic busybox
+fi
+if ! ldd "$consul_bin" >/dev/null 2>&1 && [ -x "$consul_bin" ]; then
+	say "consul: $consul_bin is static (the compose images use it)"
+elif [ "$("$tools_dir/consul-static" version 2>/dev/null | head -n1 | cut -d' ' -f2 || true)" = "$want" ]; then
+	say "consul-static: $tools_dir/consul-static ($want)"
+else
+	say "consul-static: building $want with CGO_ENABLED=0 (a few minutes the first time)"
+	mkdir -p "$tools_dir"
+	start=$(date +%s)
+	if (cd "$root/tools/consul" && GOWORK=off GOFLAGS=-mod=readonly CGO_ENABLED=0 \
+		go build -trimpath -ldflags "-s -w" -o "$tools_dir/consul-static.tmp" github.com/hashicorp/consul); then
+		mv "$tools_dir/consul-static.tmp" "$tools_dir/consul-static"
+		say "consul-static: built in $(($(date +%s) - start))s"
+	else
+		rm -f "$tools_dir/consul-static.tmp"
+		compose_ok=false
+	fi
+fi
+if [ "$compose_ok" = false ]; then
+	missing+=(compose-test-tools)
+fi
+# --- end of the compose smoke test block ----------------------------------------------
 
 if [ ${#missing[@]} -gt 0 ]; then
 	say "missing: ${missing[*]}"

@@ -217,10 +217,10 @@ func TestComposeTopology(t *testing.T) {
 		}
 		cfg := readLines(t, filepath.Join(repoRoot, "deploy", "haproxy.cfg"))
 		for _, want := range []*regexp.Regexp{
-			regexp.MustCompile(`^nameserver \S+ 127\.0\.0\.11:53$`),                      // Docker's DNS
-			regexp.MustCompile(`^server-template \S+ \d+ gateway:8080$`),                 // every replica
-			regexp.MustCompile(`^option httpchk GET /readyz$`),                           // readiness
-			regexp.MustCompile(`^default-server .*check port 9901 .*resolvers docker\b`), // on the admin port
+			regexp.MustCompile(`^nameserver \S+ "\$\{LB_DNS_SERVER-127\.0\.0\.11\}:53"$`), // Docker's DNS unless overridden
+			regexp.MustCompile(`^server-template \S+ \d+ gateway:8080$`),                  // every replica
+			regexp.MustCompile(`^option httpchk GET /readyz$`),                            // readiness
+			regexp.MustCompile(`^default-server .*check port 9901 .*resolvers docker\b`),  // on the admin port
 			regexp.MustCompile(`^bind :8080$`),
 		} {
 			if !slices.ContainsFunc(cfg, want.MatchString) {
