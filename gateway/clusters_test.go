@@ -83,8 +83,11 @@ route "allow" {
 }`, strings.Join(quoted, ", "), mn)
 }
 
-// bucketKey is the Redis key of the "shared" policy's bucket for client.
-func bucketKey(policy, client string) string { return "ratelimit:{" + policy + ":h:" + client + "}:tb" }
+// bucketKey is the Redis key of the policy's token bucket for client (header key), as
+// the store names it.
+func bucketKey(policy, client string) string {
+	return "ratelimit:{" + strconv.Itoa(len(policy)) + ":" + policy + ":h:" + client + "}:tb"
+}
 
 // clusterClient is a client that gives up on a hung request after a while (a
 // hang is a failure, not a wait).
