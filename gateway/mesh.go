@@ -46,6 +46,10 @@ type mesh struct {
 
 	mu         sync.Mutex
 	transports []*meshTransport
+	// dialers are every dialer a service label ever had (a reload that changes a
+	// Connect service builds a new one); gateway_connect_upstream_connections_total
+	// sums them, registered once per label, so it never goes backwards.
+	dialers map[string][]*consul.Dialer
 	settle     *time.Timer // the second renewal after an intention change; nil when none
 	stopped    bool
 }
@@ -59,7 +63,7 @@ const intentionSettle = 2 * time.Second
 // newMesh builds the Connect identity cfg.ServiceName on the discovery's client and
 // registers its metrics.
 func newMesh(g *Gateway, client *api.Client, cfg *config.Connect, wait time.Duration) (*mesh, error) {
-	m := &mesh{}
+	m := &mesh{dialers: map[string][]*consul.Dialer{}}
 	m.rotations = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gateway_connect_rotations_total", Help: "Connect leaf certificate and CA roots rotations seen, by kind (leaf, roots).",
 	}, []string{"kind"})
@@ -100,15 +104,42 @@ func (m *mesh) transport(g *Gateway, label, svc, dc string, tc config.Transport)
 		return tr
 	}}
 	t.cur.Store(t.build())
-	g.metrics.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Name:        "gateway_connect_upstream_connections_total",
-		Help:        "Mutual-TLS connections opened to a Connect service's instances (successful handshakes).",
-		ConstLabels: prometheus.Labels{"service": label},
-	}, func() float64 { return float64(d.Connections()) }))
 	m.mu.Lock()
 	m.transports = append(m.transports, t)
+	first := m.dialers[label] == nil
+	m.dialers[label] = append(m.dialers[label], d)
 	m.mu.Unlock()
+	if first {
+		g.metrics.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "gateway_connect_upstream_connections_total",
+			Help:        "Mutual-TLS connections opened to a Connect service's instances (successful handshakes).",
+			ConstLabels: prometheus.Labels{"service": label},
+		}, func() float64 { return m.connections(label) }))
+	}
 	return t
+}
+
+// connections sums the handshakes of every dialer the service label has had.
+func (m *mesh) connections(label string) float64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var n uint64
+	for _, d := range m.dialers[label] {
+		n += uint64(d.Connections())
+	}
+	return float64(n)
+}
+
+// forget drops a retired service's transport, so renewals no longer touch it.
+func (m *mesh) forget(t upstreamTransport) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, mt := range m.transports {
+		if mt == t {
+			m.transports = append(m.transports[:i], m.transports[i+1:]...)
+			return
+		}
+	}
 }
 
 // renewAll moves every Connect service to fresh connections: the new leaf is presented,

@@ -415,3 +415,58 @@ func TestMeshSurvivesAgentRestart(t *testing.T) {
 		}
 	}
 }
+
+// A reload that changes a Connect service builds it a new mesh transport: the
+// connections counter is registered once per service and keeps counting, the retired
+// transport is forgotten, and the service keeps serving through the mesh.
+func TestMeshReloadChangedService(t *testing.T) {
+	agent := testenv.StartConsul(t)
+	orders := nativeBackend(t, agent, "orders", "orders")
+	vars := map[string]string{"CONSUL": agent.Addr}
+	g, _, _, _ := runGateway(t, meshConfig, vars)
+	base := "http://" + g.Addr()
+	eventually(t, 30*time.Second, "orders ready", func() bool {
+		ok, _ := g.Ready()
+		return ok && g.Service("orders").Set.Len() == 1
+	})
+	if code, _, body := meshGet(t, base+"/orders/1"); code != 200 {
+		t.Fatalf("before reload: %d %s", code, body)
+	}
+	before := metric(t, g, `gateway_connect_upstream_connections_total{service="orders"}`)
+	transports := func() int {
+		g.disc.mesh.mu.Lock()
+		defer g.disc.mesh.mu.Unlock()
+		return len(g.disc.mesh.transports)
+	}
+	n := transports()
+
+	for i, timeout := range []string{"31s", "32s"} { // twice: a second registration would panic
+		next := strings.Replace(meshConfig, "service \"orders\" {\n  consul {\n    connect = true\n  }\n  timeout = \"30s\"",
+			"service \"orders\" {\n  consul {\n    connect = true\n  }\n  timeout = \""+timeout+"\"", 1)
+		if next == meshConfig {
+			t.Fatal("the test's config edit matched nothing")
+		}
+		old := g.Service("orders")
+		if err := g.ReloadConfig(parseConfig(t, next, vars)); err != nil {
+			t.Fatalf("reload %d: %v", i+1, err)
+		}
+		if g.Service("orders") == old {
+			t.Fatalf("reload %d: the changed Connect service was kept", i+1)
+		}
+		eventually(t, 30*time.Second, "orders back after the reload", func() bool {
+			return g.Service("orders").Set.Len() == 1
+		})
+		if code, _, body := meshGet(t, base+"/orders/1"); code != 200 {
+			t.Fatalf("after reload %d: %d %s", i+1, code, body)
+		}
+	}
+	if got := transports(); got != n {
+		t.Errorf("%d mesh transports after two reloads, want %d (retired ones forgotten)", got, n)
+	}
+	if after := metric(t, g, `gateway_connect_upstream_connections_total{service="orders"}`); after <= before {
+		t.Errorf("connections counter %v after reloads, was %v: it must keep counting", after, before)
+	}
+	if orders.hits.Load() < 3 {
+		t.Errorf("orders served %d requests, want 3", orders.hits.Load())
+	}
+}

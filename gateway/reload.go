@@ -255,6 +255,9 @@ func (g *Gateway) retireService(s *Service) {
 	if s.watcher != nil && g.disc != nil {
 		g.disc.unwatch(s)
 	}
+	if s.mesh && g.disc != nil && g.disc.mesh != nil {
+		g.disc.mesh.forget(s.transport)
+	}
 	s.transport.CloseIdleConnections()
 }
 
