@@ -50,8 +50,8 @@ type mesh struct {
 	// Connect service builds a new one); gateway_connect_upstream_connections_total
 	// sums them, registered once per label, so it never goes backwards.
 	dialers map[string][]*consul.Dialer
-	settle     *time.Timer // the second renewal after an intention change; nil when none
-	stopped    bool
+	settle  *time.Timer // the second renewal after an intention change; nil when none
+	stopped bool
 }
 
 // intentionSettle is how long after an intention change the mesh services get fresh
