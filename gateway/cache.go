@@ -211,8 +211,14 @@ func (rc *routeCache) serveEntry(x *Exchange, e *rcache.Entry, now time.Time, st
 		h["Content-Length"] = []string{strconv.Itoa(len(e.Body))}
 	}
 	x.W.WriteHeader(e.Status)
-	if x.R.Method != http.MethodHead && len(e.Body) > 0 {
-		_, _ = x.W.Write(e.Body)
+	// In 32 KiB writes, as the proxy streams: each write gets its own
+	// client_write_timeout, so a slow but moving client is not cut off on a large hit.
+	for b := e.Body; x.R.Method != http.MethodHead && len(b) > 0; {
+		n := min(len(b), 32<<10)
+		if _, err := x.W.Write(b[:n]); err != nil {
+			return
+		}
+		b = b[n:]
 	}
 }
 
@@ -416,14 +422,22 @@ func (f *cacheFill) keep(p []byte) {
 	f.buf = append(f.buf, p...)
 }
 
-func (f *cacheFill) Flush() {
+func (f *cacheFill) Flush() { _ = f.FlushError() }
+
+// FlushError flushes and reports a client that cannot take the bytes (a write deadline
+// passed), so the proxy blames the client's slowness as it does without a cache.
+func (f *cacheFill) FlushError() error {
 	if f.code == 0 {
 		f.WriteHeader(http.StatusOK)
 	}
 	if f.swallowed {
-		return
+		return nil
 	}
-	_ = http.NewResponseController(f.w).Flush()
+	if err := http.NewResponseController(f.w).Flush(); err != nil {
+		f.failed = true
+		return err
+	}
+	return nil
 }
 
 func (f *cacheFill) Hijack() (net.Conn, *bufio.ReadWriter, error) {

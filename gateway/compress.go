@@ -375,7 +375,11 @@ func (cw *compressWriter) Write(p []byte) (int, error) {
 
 // Flush sends what is encoded so far. An undecided body of unknown length that is
 // flushed is a stream: it is encoded from here on.
-func (cw *compressWriter) Flush() {
+func (cw *compressWriter) Flush() { _ = cw.FlushError() }
+
+// FlushError is Flush reporting a client that cannot take the bytes (a write deadline
+// passed), so the proxy blames the client's slowness as it does without compression.
+func (cw *compressWriter) FlushError() error {
 	if cw.code == 0 {
 		cw.WriteHeader(http.StatusOK)
 	}
@@ -385,10 +389,17 @@ func (cw *compressWriter) Flush() {
 	if cw.ew != nil && cw.err == nil {
 		if err := cw.ew.Flush(); err != nil {
 			cw.err = err
-			return
+			return err
 		}
 	}
-	_ = http.NewResponseController(cw.w).Flush()
+	if cw.err != nil {
+		return cw.err
+	}
+	if err := http.NewResponseController(cw.w).Flush(); err != nil {
+		cw.err = err
+		return err
+	}
+	return nil
 }
 
 // finish ends the body: a body still undecided is short, so it goes out as it is, with
