@@ -165,7 +165,26 @@ func (g *Gateway) build(cfg *config.Config, prev *snapshot) (_ *snapshot, err er
 		}
 		st.services[sc.Name].UpdateInstances(g.events, ins)
 	}
+	if prev != nil {
+		waitFirstAnswers(fresh, reloadReadyWait)
+	}
 	return st, nil
+}
+
+// reloadReadyWait bounds how long a reload waits for the first instance lists of the
+// Consul services it rebuilt, so their routes do not answer 503 (and /readyz does not
+// fail) between the swap and the new watchers' first answers. A first query with
+// index 0 answers at once; an agent that does not answer only delays the reload.
+const reloadReadyWait = 5 * time.Second
+
+// waitFirstAnswers waits until every service in ss has its first instance list, or d.
+func waitFirstAnswers(ss []*Service, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for _, s := range ss {
+		for !s.ready.Load() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 }
 
 func prevJWT(prev *snapshot, name string) *config.JWT {

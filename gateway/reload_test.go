@@ -80,6 +80,9 @@ route "static" {
 	if g.Service("other") == other {
 		t.Error("the changed Consul service was kept")
 	}
+	if !g.Service("other").ready.Load() {
+		t.Error("the reload swapped before the rebuilt Consul service's first answer: its routes would answer 503 meanwhile")
+	}
 	eventually(t, 20*time.Second, "the new watcher's first answer (no v2 instance)", func() bool {
 		return g.Service("other").ready.Load() && g.Service("other").Set.Len() == 0
 	})
