@@ -41,6 +41,14 @@ func TestStackMesh(t *testing.T) {
 	if users.Sidecar == nil {
 		t.Fatal("no sidecar in the mesh variant")
 	}
+	// A sidecar passes its check a moment after the stack is up: the gateway is ready
+	// (every service answered once) before it sees the sidecars.
+	waitFor(t, time.Minute, "both services seen through their sidecars", func() error {
+		if err := wantInstances(c, g, "users", 1); err != nil {
+			return err
+		}
+		return wantInstances(c, g, "orders", 1)
+	})
 	r := c.do(t, http.MethodGet, g.URL("/api/users/42"), nil)
 	if e := r.echo(t); e.Instance != users.ID || e.Path != "/users/42" {
 		t.Fatalf("through the sidecar: %+v", e)
