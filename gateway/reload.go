@@ -447,6 +447,9 @@ func (g *Gateway) warnRestartOnly(cfg *config.Config) {
 	if !same(old.Compression, cfg.Compression) || !same(old.Caches, cfg.Caches) {
 		g.log.Warn("reload: changes to compression and cache blocks take a restart; routes use the running ones")
 	}
+	if g.cacheRedis != nil && !same(old.Redis, cfg.Redis) {
+		g.log.Warn("reload: the Redis caches keep the redis block they started with until a restart; rate limits use the new one")
+	}
 }
 
 // loadCertificate reads the listener's certificate files.
