@@ -69,6 +69,7 @@ type call struct {
 	stale      bool
 	cached     bool
 	datacenter string
+	consistent bool
 }
 
 // fakeHealth answers queries from a script; once the script is spent it blocks
@@ -89,7 +90,7 @@ func newFakeHealth(clock *fakeClock, steps ...step) *fakeHealth {
 
 func (f *fakeHealth) ServiceMultipleTags(service string, tags []string, passing bool, q *api.QueryOptions) ([]*api.ServiceEntry, *api.QueryMeta, error) {
 	f.mu.Lock()
-	f.calls = append(f.calls, call{service, slices.Clone(tags), passing, q.WaitIndex, q.WaitTime, q.AllowStale, q.UseCache, q.Datacenter})
+	f.calls = append(f.calls, call{service, slices.Clone(tags), passing, q.WaitIndex, q.WaitTime, q.AllowStale, q.UseCache, q.Datacenter, q.RequireConsistent})
 	if len(f.steps) == 0 {
 		f.mu.Unlock()
 		f.once.Do(func() { close(f.idle) })

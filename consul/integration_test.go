@@ -318,6 +318,34 @@ func TestWatcherSurvivesAgentRestart(t *testing.T) {
 	}
 }
 
+// A Consul server that restarts answers default-mode reads for a moment from a state
+// that has not caught up with its log (an empty list, with a known leader). The watcher
+// must never hand that on: across restarts of a persistent server its list of a service
+// that never changed is never anything but that service.
+func TestWatcherNeverSeesAServerCatchingUp(t *testing.T) {
+	agent := testenv.StartConsulServer(t)
+	c := agentClient(t, agent.Addr)
+	// No check: a restored check starts critical, which would be a real change.
+	if err := c.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "web-1", Name: "web", Port: 9001}); err != nil {
+		t.Fatal(err)
+	}
+	w, rec := startWatch(t, c.Health(), WatchOptions{Service: "web", WaitTime: 30 * time.Second, MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	waitIDs(t, rec, "web-1")
+	for round := 1; round <= 4; round++ {
+		last := w.LastSuccess()
+		agent.Stop()
+		eventually(t, waitLong, "a failed query", func() bool { return w.Err() != nil })
+		agent.Start()
+		eventually(t, waitLong, "an answer after the restart", func() bool { return w.LastSuccess().After(last) && w.Err() == nil })
+	}
+	updates, _, _, _, _ := rec.snapshot()
+	for i, u := range updates {
+		if got := ids(u); !slices.Equal(got, []string{"web-1"}) {
+			t.Errorf("update %d: %v, want [web-1] throughout", i, got)
+		}
+	}
+}
+
 // countingProxy is a reverse proxy in front of an agent that counts the requests
 // it forwards, health queries by service, and knows how many are in flight.
 type countingProxy struct {

@@ -338,6 +338,15 @@ func (w *Watcher) loop(ctx context.Context) {
 		// WaitTime plus up to WaitTime/16 of jitter, so a query still open well
 		// after that hangs on a dead connection (a silent network partition) and
 		// is abandoned like any other failure.
+		if failures > 0 {
+			// The agent may have restarted. A Consul server that has just restarted
+			// answers default and stale reads from a state still catching up with its
+			// log — measured: an empty list, with a known leader, for a service that
+			// had instances. It refuses consistent reads until it has caught up, so
+			// the first query after a failure asks for one (not from the agent's
+			// cache), and the last known instances stay until it is answered.
+			q.AllowStale, q.UseCache, q.RequireConsistent = false, false, true
+		}
 		timeout := w.opts.WaitTime + w.opts.WaitTime/16 + w.slack
 		qctx, cancel := context.WithTimeout(ctx, timeout)
 		entries, meta, err := w.query(q.WithContext(qctx))

@@ -206,6 +206,33 @@ func TestWatcherPassesQueryOptions(t *testing.T) {
 	}
 }
 
+// After a failed query the next one asks for a consistent read (a restarted server
+// answers other reads from a state still catching up); once answered, the configured
+// mode comes back.
+func TestWatcherRecoversWithConsistentRead(t *testing.T) {
+	clock := newFakeClock()
+	a := []*api.ServiceEntry{entry("a", "n1", "10.0.0.1", "", 80)}
+	boom := errors.New("dial tcp: connection refused")
+	h := newFakeHealth(clock, step{entries: a, index: 3}, step{err: boom}, step{err: boom}, step{entries: a, index: 9})
+	w, _ := newTestWatcher(t, h, clock, 0, WatchOptions{Service: "users", Stale: true, Cached: true, MinGap: time.Millisecond})
+	stop := runWatcher(t, w)
+	<-h.idle
+	_ = stop()
+	calls := h.Calls()
+	if len(calls) != 5 {
+		t.Fatalf("%d calls, want 5", len(calls))
+	}
+	for i, want := range []bool{false, false, true, true, false} {
+		c := calls[i]
+		if c.consistent != want || (want && (c.stale || c.cached)) || (!want && (!c.stale || !c.cached)) {
+			t.Errorf("call %d: consistent=%v stale=%v cached=%v, want consistent=%v (and stale, cached only without it)", i, c.consistent, c.stale, c.cached, want)
+		}
+	}
+	if calls[4].index != 9 {
+		t.Errorf("after recovery the query sent index %d, want 9", calls[4].index)
+	}
+}
+
 func TestWatcherDefaults(t *testing.T) {
 	clock := newFakeClock()
 	h := newFakeHealth(clock, step{index: 1})
