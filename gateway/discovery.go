@@ -37,6 +37,7 @@ type discovery struct {
 	mu     sync.Mutex
 	runCtx context.Context // nil until start
 	ages   map[string]*consul.Watcher
+	gauges map[string]prometheus.Collector // each service's age gauge
 
 	updates *prometheus.CounterVec
 	errs    *prometheus.CounterVec
@@ -95,11 +96,10 @@ func (d *discovery) watch(s *Service, sc *config.ServiceConsul, wait time.Durati
 	if d.ages == nil {
 		d.ages = map[string]*consul.Watcher{}
 	}
-	_, gauged := d.ages[s.Name]
 	d.ages[s.Name] = w
-	if !gauged { // one gauge per service name, reading whichever watcher is current
+	if _, gauged := d.gauges[s.Name]; !gauged { // one gauge per service name, reading whichever watcher is current
 		name := s.Name
-		d.g.metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		gauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "gateway_consul_last_success_age_seconds",
 			Help:        "Seconds since the last good answer from Consul for this service (-1 before the first).",
 			ConstLabels: prometheus.Labels{"service": name},
@@ -115,7 +115,12 @@ func (d *discovery) watch(s *Service, sc *config.ServiceConsul, wait time.Durati
 				return -1
 			}
 			return time.Since(t).Seconds()
-		}))
+		})
+		d.g.metrics.Registry.MustRegister(gauge)
+		if d.gauges == nil {
+			d.gauges = map[string]prometheus.Collector{}
+		}
+		d.gauges[name] = gauge
 	}
 	if d.runCtx != nil { // added by a reload: runs at once
 		d.run(w)
@@ -129,10 +134,34 @@ func (d *discovery) unwatch(s *Service) {
 	d.mu.Lock()
 	d.watchers = slices.DeleteFunc(d.watchers, func(x *consul.Watcher) bool { return x == w })
 	if d.ages[s.Name] == w {
+		// The watcher still running for the name, if any, is the one its gauge reads:
+		// a failed reload retires the replacement it built, not the service.
 		d.ages[s.Name] = nil
+		for _, x := range d.watchers {
+			if x.Service() == s.Name {
+				d.ages[s.Name] = x
+			}
+		}
 	}
 	d.mu.Unlock()
 	w.Stop()
+}
+
+// forget drops the Consul series of a service that a reload removed (once no watcher
+// for its name is left).
+func (d *discovery) forget(name string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.ages[name] != nil {
+		return
+	}
+	if gauge, ok := d.gauges[name]; ok {
+		d.g.metrics.Registry.Unregister(gauge)
+		delete(d.gauges, name)
+	}
+	delete(d.ages, name)
+	d.updates.DeleteLabelValues(name)
+	d.errs.DeleteLabelValues(name)
 }
 
 // run starts one watcher; d.mu is held.

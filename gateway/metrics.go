@@ -169,6 +169,35 @@ func (m *Metrics) forgetInstance(service, instance string) {
 	m.upCounters.deleteIf(func(k upKey) bool { return k.service == service && k.instance == instance })
 }
 
+// forgetService drops every series of a service that a reload removed: its
+// instances' and its own. Requests still finishing on the old configuration do not
+// bring its instances' series back.
+func (m *Metrics) forgetService(service string) {
+	m.seriesMu.Lock()
+	for k := range m.live {
+		if k.service == service {
+			delete(m.live, k)
+			m.gone[k] = true
+		}
+	}
+	for k := range m.departed {
+		if k.service == service {
+			delete(m.departed, k)
+			m.gone[k] = true
+		}
+	}
+	m.anyGone.Store(len(m.gone) > 0)
+	m.seriesMu.Unlock()
+	l := prometheus.Labels{"service": service}
+	m.upstreamRequests.DeletePartialMatch(l)
+	m.upstreamDuration.DeletePartialMatch(l)
+	m.upstreamRetries.DeletePartialMatch(l)
+	m.instances.DeletePartialMatch(l)
+	m.breakerState.DeletePartialMatch(l)
+	m.breakerTrans.DeletePartialMatch(l)
+	m.upCounters.deleteIf(func(k upKey) bool { return k.service == service })
+}
+
 // subscribe keeps gauges in step with events.
 func (m *Metrics) subscribe(ev *Events) {
 	ev.Subscribe(func(e Event) {

@@ -240,6 +240,9 @@ func (g *Gateway) newService(cfg *config.Config, sc *config.Service) (*Service, 
 	if err != nil {
 		return nil, fmt.Errorf("%s: service %q: retry: %w", sc.Pos, sc.Name, err)
 	}
+	if sc.Consul != nil && sc.Consul.Connect && (g.disc == nil || g.disc.mesh == nil) {
+		return nil, fmt.Errorf("%s: service %q: connect = true needs the connect block the gateway started with (adding one takes a restart)", sc.Consul.Pos, sc.Name)
+	}
 	tr, inMesh := g.transportFor(sc)
 	s := &Service{
 		breakers:    bs,
@@ -392,6 +395,12 @@ func (g *Gateway) swap(cfg *config.Config) error {
 	for _, s := range prev.svcOrder {
 		if st.services[s.Name] != s {
 			g.retireService(s)
+		}
+		if _, kept := st.services[s.Name]; !kept { // removed: its series go too
+			g.metrics.forgetService(s.Name)
+			if g.disc != nil {
+				g.disc.forget(s.Name)
+			}
 		}
 	}
 	for name, p := range prev.auth {

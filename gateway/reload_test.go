@@ -107,6 +107,68 @@ route "static" {
 	mustContain(t, metrics, `gateway_consul_last_success_age_seconds{service="other"}`)
 }
 
+// A failed reload that would have rebuilt a Consul service leaves that service's
+// metrics reading its running watcher; a reload that removes a service removes its
+// series (instances, upstream requests, Consul watch) from /metrics.
+func TestReloadMetricsOfFailedAndRemovedServices(t *testing.T) {
+	agent := testenv.StartConsul(t)
+	c := consulClient(t, agent.Addr)
+	a, b := echoBackend(t, "a"), echoBackend(t, "b")
+	registerTTL(t, c, "echo", a.Server, api.HealthPassing)
+	registerTTL(t, c, "other", b.Server, api.HealthPassing)
+	vars := map[string]string{"CONSUL": agent.Addr}
+	g, _, _, _ := runGateway(t, reloadConsulConfig, vars)
+	eventually(t, 20*time.Second, "both services have their instance", func() bool {
+		return g.Service("echo").Set.Len() == 1 && g.Service("other").Set.Len() == 1
+	})
+	if resp, _ := get(t, "http://"+g.Addr()+"/other/x"); resp.StatusCode != 200 {
+		t.Fatalf("/other: %d", resp.StatusCode)
+	}
+	const age = `gateway_consul_last_success_age_seconds{service="other"}`
+
+	// "other" is rebuilt (a new tag), then the build fails on a Connect service that
+	// the running gateway, started without a connect block, cannot serve.
+	broken := strings.Replace(reloadConsulConfig, `name = "other"`, "name = \"other\"\n    tags = [\"v2\"]", 1) + `
+connect { service_name = "gateway" }
+service "meshy" {
+  consul {
+    connect = true
+  }
+}
+route "meshy" {
+  path    = "/meshy/*"
+  service = "meshy"
+}
+`
+	err := g.ReloadConfig(parseConfig(t, broken, vars))
+	if err == nil || !strings.Contains(err.Error(), "takes a restart") {
+		t.Fatalf("reload adding a Connect service without the mesh: %v, want a refusal", err)
+	}
+	if g.Service("meshy") != nil {
+		t.Fatal("the refused Connect service was swapped in")
+	}
+	if v := metric(t, g, age); v < 0 {
+		t.Errorf("%s = %v after a failed reload, want the running watcher's age", age, v)
+	}
+
+	removed := strings.Replace(reloadConsulConfig, "service \"other\" {\n  consul {\n    name = \"other\"\n  }\n}\n", "", 1)
+	removed = strings.Replace(removed, "route \"other\" {\n  path    = \"/other/*\"\n  service = \"other\"\n}\n", "", 1)
+	if strings.Contains(removed, `"other"`) {
+		t.Fatalf("the test's edit left %q in:\n%s", "other", removed)
+	}
+	if err := g.ReloadConfig(parseConfig(t, removed, vars)); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	_, metrics := get(t, "http://"+g.AdminAddr()+"/metrics")
+	for _, line := range strings.Split(metrics, "\n") {
+		if strings.Contains(line, `service="other"`) {
+			t.Errorf("series of the removed service still exported: %s", line)
+		}
+	}
+	mustContain(t, metrics, `gateway_service_instances{service="echo"} 1`)
+	mustContain(t, metrics, `gateway_consul_last_success_age_seconds{service="echo"}`)
+}
+
 // TestReloadRefusesWhatCannotBuild: a config that validates but cannot be built (a JWT
 // key file that is missing) leaves the running snapshot in place and counts an error.
 func TestReloadRefusesWhatCannotBuild(t *testing.T) {
