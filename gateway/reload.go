@@ -177,12 +177,19 @@ func (g *Gateway) build(cfg *config.Config, prev *snapshot) (_ *snapshot, err er
 // index 0 answers at once; an agent that does not answer only delays the reload.
 const reloadReadyWait = 5 * time.Second
 
-// waitFirstAnswers waits until every service in ss has its first instance list, or d.
+// waitFirstAnswers waits until every Consul service in ss has its first instance list
+// (its watcher hands the list on before it reports ready), or d.
 func waitFirstAnswers(ss []*Service, d time.Duration) {
-	deadline := time.Now().Add(d)
+	timer := time.NewTimer(d)
+	defer timer.Stop()
 	for _, s := range ss {
-		for !s.ready.Load() && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
+		if s.watcher == nil {
+			continue
+		}
+		select {
+		case <-s.watcher.Ready():
+		case <-timer.C:
+			return
 		}
 	}
 }
