@@ -137,15 +137,12 @@ type Certs struct {
 
 	ready     chan struct{} // closed once both a leaf and roots arrived
 	readyOnce sync.Once
-	done      chan struct{} // closed when Run returns
+	life      runOnce
 
 	intentions string // fingerprint of the last intentions answer; owned by its loop
 	intSeen    bool
 
 	mu       sync.Mutex
-	started  bool
-	stopped  bool
-	cancel   context.CancelFunc
 	leafErr  error
 	rootsErr error
 }
@@ -177,7 +174,7 @@ func NewCerts(agent ConnectAPI, opts ConnectOptions) (*Certs, error) {
 		log:   opts.Logger.Named("connect").With("identity", opts.Service),
 		obs:   obs,
 		ready: make(chan struct{}),
-		done:  make(chan struct{}),
+		life:  newRunOnce(),
 	}, nil
 }
 
@@ -203,48 +200,22 @@ func (c *Certs) Err() error {
 // Run follows the leaf and the roots until ctx is done or Stop is called, then
 // returns nil. It may be called once; a second call returns ErrAlreadyRunning.
 func (c *Certs) Run(ctx context.Context) error {
-	c.mu.Lock()
-	if c.started {
-		c.mu.Unlock()
-		return ErrAlreadyRunning
-	}
-	c.started = true
-	defer close(c.done)
-	if c.stopped {
-		c.mu.Unlock()
-		return nil
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	c.cancel = cancel
-	c.mu.Unlock()
-
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); c.loop(ctx, "roots", c.queryRoots) }()
-	go func() { defer wg.Done(); c.loop(ctx, "leaf", c.queryLeaf) }()
-	if c.opts.Intentions != nil {
-		wg.Add(1)
-		go func() { defer wg.Done(); c.loop(ctx, "intentions", c.queryIntentions) }()
-	}
-	wg.Wait()
-	return nil
+	return c.life.run(ctx, func(ctx context.Context) {
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); c.loop(ctx, "roots", c.queryRoots) }()
+		go func() { defer wg.Done(); c.loop(ctx, "leaf", c.queryLeaf) }()
+		if c.opts.Intentions != nil {
+			wg.Add(1)
+			go func() { defer wg.Done(); c.loop(ctx, "intentions", c.queryIntentions) }()
+		}
+		wg.Wait()
+	})
 }
 
 // Stop ends Run, aborting the queries in flight, and waits until Run has returned.
 // It is idempotent and may be called before Run or without Run.
-func (c *Certs) Stop() {
-	c.mu.Lock()
-	c.stopped = true
-	started, cancel := c.started, c.cancel
-	c.mu.Unlock()
-	if cancel != nil {
-		cancel()
-	}
-	if started {
-		<-c.done
-	}
-}
+func (c *Certs) Stop() { c.life.stop() }
 
 // queryRoots makes one roots query and stores a changed answer.
 func (c *Certs) queryRoots(q *api.QueryOptions) (uint64, error) {

@@ -208,12 +208,9 @@ type Watcher struct {
 	slack  time.Duration  // allowed past WaitTime+WaitTime/16 before a query counts as hung
 
 	ready chan struct{} // closed after the first answer reached the Sink
-	done  chan struct{} // closed when Run returns
+	life  runOnce
 
 	mu        sync.Mutex
-	started   bool
-	stopped   bool
-	cancel    context.CancelFunc
 	answered  bool
 	instances []Instance
 	lastOK    time.Time
@@ -244,7 +241,7 @@ func NewWatcher(health HealthAPI, opts WatchOptions) (*Watcher, error) {
 		jitter: rand.Float64,
 		slack:  querySlack,
 		ready:  make(chan struct{}),
-		done:   make(chan struct{}),
+		life:   newRunOnce(),
 	}, nil
 }
 
@@ -280,42 +277,12 @@ func (w *Watcher) Err() error {
 // Run queries Consul until ctx is done or Stop is called, then returns nil. A
 // query in flight is aborted at once. Run may be called once; a second call
 // returns ErrAlreadyRunning. Run after Stop returns nil at once.
-func (w *Watcher) Run(ctx context.Context) error {
-	w.mu.Lock()
-	if w.started {
-		w.mu.Unlock()
-		return ErrAlreadyRunning
-	}
-	w.started = true
-	defer close(w.done)
-	if w.stopped {
-		w.mu.Unlock()
-		return nil
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	w.cancel = cancel
-	w.mu.Unlock()
-
-	w.loop(ctx)
-	return nil
-}
+func (w *Watcher) Run(ctx context.Context) error { return w.life.run(ctx, w.loop) }
 
 // Stop ends Run, aborting the query in flight, and waits until Run has returned.
 // It is idempotent and may be called before Run, or without Run at all. It must
 // not be called from a Sink or Observer method (it would wait for itself).
-func (w *Watcher) Stop() {
-	w.mu.Lock()
-	w.stopped = true
-	started, cancel := w.started, w.cancel
-	w.mu.Unlock()
-	if cancel != nil {
-		cancel()
-	}
-	if started {
-		<-w.done
-	}
-}
+func (w *Watcher) Stop() { w.life.stop() }
 
 // loop is the blocking-query loop, after Consul's documented rules
 // (https://developer.hashicorp.com/consul/api-docs/features/blocking) and
