@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/infinityxone/gateway/internal/proc"
 	"github.com/infinityxone/gateway/jwtauth"
 )
 
@@ -78,11 +79,11 @@ func parseOptions(args []string) (options, error) {
 type target struct {
 	targetSpec
 	url     string
-	headers []string // extra wrk -H values
-	proxy   *proc    // the proxy under test; nil for direct
-	redis   *proc    // the redis-server the proxy calls, if any
-	admin   string   // gateway admin address, for the feature check
-	check   string   // what the gateway's metrics say after the run
+	headers []string      // extra wrk -H values
+	proxy   *proc.Process // the proxy under test; nil for direct
+	redis   *proc.Process // the redis-server the proxy calls, if any
+	admin   string        // gateway admin address, for the feature check
+	check   string        // what the gateway's metrics say after the run
 	rounds  []roundResult
 }
 
@@ -126,14 +127,14 @@ type harness struct {
 	opts  options
 	ctx   context.Context
 	dir   string
-	procs []*proc
+	procs []*proc.Process
 
 	clk       int64
 	pinned    bool
 	proxyCPU  string // taskset CPU list for the proxy under test
 	loadCPU   string // for wrk and the backend
 	pinNote   string
-	backend   *proc
+	backend   *proc.Process
 	targets   []*target
 	accessOut string
 	env       envInfo
@@ -177,7 +178,7 @@ func (h *harness) run(args []string) error {
 	if h.backend, err = h.start("backend", h.loadCPU, nil, self, "backend", "-addr", backendAddr); err != nil {
 		return err
 	}
-	var redisProc *proc
+	var redisProc *proc.Process
 	var redisAddr string
 	if slices.ContainsFunc(o.targets, func(t targetSpec) bool { return slices.Contains(t.features, featRedisLimit) }) {
 		if redisProc, redisAddr, err = h.startRedis(); err != nil {
@@ -343,16 +344,16 @@ func (h *harness) measure(t *target, round int) (roundResult, error) {
 	var p0, b0 int64
 	var err error
 	if t.proxy != nil {
-		if p0, err = cpuTicks(t.proxy.pid()); err != nil {
+		if p0, err = cpuTicks(t.proxy.PID()); err != nil {
 			return r, err
 		}
 	}
-	if b0, err = cpuTicks(h.backend.pid()); err != nil {
+	if b0, err = cpuTicks(h.backend.PID()); err != nil {
 		return r, err
 	}
 	var r0 int64
 	if t.redis != nil {
-		if r0, err = cpuTicks(t.redis.pid()); err != nil {
+		if r0, err = cpuTicks(t.redis.PID()); err != nil {
 			return r, err
 		}
 	}
@@ -362,7 +363,7 @@ func (h *harness) measure(t *target, round int) (roundResult, error) {
 		return r, err
 	}
 	c1, _ := cpuBusy(h.proxyCPU)
-	b1, err := cpuTicks(h.backend.pid())
+	b1, err := cpuTicks(h.backend.PID())
 	if err != nil {
 		return r, err
 	}
@@ -375,7 +376,7 @@ func (h *harness) measure(t *target, round int) (roundResult, error) {
 	}
 	r.backendUS = perReq(b1 - b0)
 	if t.redis != nil {
-		r1, err := cpuTicks(t.redis.pid())
+		r1, err := cpuTicks(t.redis.PID())
 		if err != nil {
 			return r, err
 		}
@@ -383,7 +384,7 @@ func (h *harness) measure(t *target, round int) (roundResult, error) {
 	}
 	var proxyTicks int64
 	if t.proxy != nil {
-		p1, err := cpuTicks(t.proxy.pid())
+		p1, err := cpuTicks(t.proxy.PID())
 		if err != nil {
 			return r, err
 		}
@@ -444,7 +445,7 @@ func pinArgv(cpu string, argv []string) []string {
 
 // waitReady polls url (with the target's headers) until it answers 200 with the
 // backend's body.
-func (h *harness) waitReady(p *proc, url string, headers []string) error {
+func (h *harness) waitReady(p *proc.Process, url string, headers []string) error {
 	c := &http.Client{Timeout: time.Second}
 	req, err := http.NewRequestWithContext(h.ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -457,8 +458,8 @@ func (h *harness) waitReady(p *proc, url string, headers []string) error {
 	deadline := time.Now().Add(15 * time.Second)
 	var last error
 	for time.Now().Before(deadline) {
-		if p.exited() {
-			return fmt.Errorf("%s exited before it answered (log: %s)", p.name, p.logPath)
+		if !p.Running() {
+			return fmt.Errorf("%s exited before it answered (log: %s)", p.Name, p.LogPath)
 		}
 		resp, err := c.Do(req)
 		if err == nil {
@@ -476,7 +477,7 @@ func (h *harness) waitReady(p *proc, url string, headers []string) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("%s not ready at %s: %v", p.name, url, last)
+	return fmt.Errorf("%s not ready at %s: %v", p.Name, url, last)
 }
 
 // benchToken makes a random HS256 secret and a token for the JWT target: subject

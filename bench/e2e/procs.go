@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -8,74 +9,53 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/infinityxone/gateway/internal/proc"
 )
 
-// proc is a helper process the harness started and will stop by its PID.
-type proc struct {
-	name    string
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-}
+// startTimeout bounds how long a helper with a readiness probe may take to be ready.
+const startTimeout = 15 * time.Second
 
-func (p *proc) pid() int { return p.cmd.Process.Pid }
+// stopGrace is how long a helper may take to exit after SIGTERM before it is killed.
+const stopGrace = 5 * time.Second
 
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// start runs argv pinned to cpu (taskset execs the program, so the PID is the program's),
-// stderr to a log file in the work directory, stdout to stdout (nil: the log file too).
-func (h *harness) start(name, cpu string, stdout *os.File, argv ...string) (*proc, error) {
+// newProc describes a helper: argv pinned to cpu (taskset execs the program, so the
+// PID is the program's), stderr to a log file in the work directory, stdout to
+// stdout (nil: the log file too).
+func (h *harness) newProc(name, cpu string, stdout *os.File, argv ...string) *proc.Process {
 	argv = pinArgv(cpu, argv)
-	logPath := filepath.Join(h.dir, name+".log")
-	lf, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	defer lf.Close() // the child holds its own descriptor
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stderr = lf
-	cmd.Stdout = lf
+	p := &proc.Process{Name: name, Path: argv[0], Args: argv[1:], LogPath: filepath.Join(h.dir, name+".log")}
 	if stdout != nil {
-		cmd.Stdout = stdout
+		p.Stdout = stdout
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(p.done) }()
+	return p
+}
+
+// launch starts p, waiting at most startTimeout for its readiness probe if it has
+// one; the harness stops it with the others at the end.
+func (h *harness) launch(p *proc.Process) error {
 	h.procs = append(h.procs, p)
-	fmt.Fprintf(os.Stderr, "e2e: started %-21s pid %-7d %s\n", name, p.pid(), strings.Join(argv, " "))
-	return p, nil
+	ctx, cancel := context.WithTimeout(h.ctx, startTimeout)
+	defer cancel()
+	if err := p.Start(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "e2e: started %-21s pid %-7d %s %s\n", p.Name, p.PID(), p.Path, strings.Join(p.Args, " "))
+	return nil
 }
 
-// stop sends SIGTERM to the process's PID, and SIGKILL if it has not exited in 5 s.
-func (p *proc) stop() {
-	if p.exited() {
-		return
-	}
-	_ = syscall.Kill(p.pid(), syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
-		_ = syscall.Kill(p.pid(), syscall.SIGKILL)
-		<-p.done
-	}
+// start starts a helper without a readiness probe (see newProc and launch).
+func (h *harness) start(name, cpu string, stdout *os.File, argv ...string) (*proc.Process, error) {
+	p := h.newProc(name, cpu, stdout, argv...)
+	return p, h.launch(p)
 }
 
-// cleanup stops every process (proxies first, then the backend) and removes the work
-// directory unless -keep.
+// cleanup stops every process (proxies first, then the backend: SIGTERM, and
+// SIGKILL after stopGrace) and removes the work directory unless -keep.
 func (h *harness) cleanup() {
 	for i := len(h.procs) - 1; i >= 0; i-- {
-		h.procs[i].stop()
+		_ = h.procs[i].Stop(stopGrace) // an error says it was killed or failed; it is down either way
 	}
 	if h.dir == "" {
 		return
@@ -90,14 +70,9 @@ func (h *harness) cleanup() {
 // showLogs prints the tail of each helper's log after a failure.
 func (h *harness) showLogs() {
 	for _, p := range h.procs {
-		b, err := os.ReadFile(p.logPath)
-		if err != nil || len(b) == 0 {
-			continue
+		if b := p.Tail(4096); b != "" {
+			fmt.Fprintf(os.Stderr, "--- %s log (%s) ---\n%s\n", p.Name, p.LogPath, b)
 		}
-		if len(b) > 4096 {
-			b = b[len(b)-4096:]
-		}
-		fmt.Fprintf(os.Stderr, "--- %s log (%s) ---\n%s\n", p.name, p.logPath, b)
 	}
 }
 

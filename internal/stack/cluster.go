@@ -3,19 +3,19 @@ package stack
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclwrite"
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/infinityxone/gateway/internal/proc"
 	"github.com/infinityxone/gateway/internal/tools"
 )
 
@@ -28,30 +28,6 @@ import (
 
 // clusterFormTimeout bounds how long the clusters may take to form.
 const clusterFormTimeout = 2 * time.Minute
-
-// startProcs starts ps concurrently; when one fails, every one is stopped again and
-// the error returned (errPortInUse when a port was taken).
-func startProcs(ctx context.Context, ps []*Process) error {
-	errs := make([]error, len(ps))
-	var wg sync.WaitGroup
-	for i, p := range ps {
-		wg.Go(func() { errs[i] = p.Start(ctx) })
-	}
-	wg.Wait()
-	err := errors.Join(errs...)
-	if err == nil {
-		return nil
-	}
-	for _, p := range ps {
-		p.Kill()
-	}
-	for _, e := range errs {
-		if errors.Is(e, errPortInUse) {
-			return errPortInUse
-		}
-	}
-	return err
-}
 
 // freshDir empties dir (a data directory left by a failed attempt) and creates it.
 func freshDir(dir string) error {
@@ -68,26 +44,21 @@ func (s *Stack) startRedisCluster(ctx context.Context, bin string) error {
 		return err
 	}
 	const n = 6
-	err = startRetrying(func() error {
+	err = proc.RetryPortInUse(startTries, func() error {
 		ports, err := tools.FreePorts(2*n, 0)
 		if err != nil {
 			return err
 		}
-		nodes := make([]*Process, n)
+		nodes := make([]*proc.Process, n)
 		for i := range nodes {
 			name := "redis-" + strconv.Itoa(i+1)
 			dir := filepath.Join(s.Dir, "redis", name)
 			if err := freshDir(dir); err != nil {
 				return err
 			}
-			p := &Process{
-				Name: name, Addr: loopback(ports[i]), LogPath: filepath.Join(s.Dir, "logs", name+".log"),
-				bin: bin, env: s.env, args: tools.RedisClusterNodeArgs(ports[i], ports[n+i], dir),
-			}
-			p.ready = func(ctx context.Context) error { return redisReady(ctx, p) }
-			nodes[i] = p
+			nodes[i] = s.redisProcess(name, ports[i], bin, tools.RedisClusterNodeArgs(ports[i], ports[n+i], dir))
 		}
-		if err := startProcs(ctx, nodes); err != nil {
+		if err := proc.StartAll(ctx, nodes); err != nil {
 			return err
 		}
 		s.RedisNodes = nodes
@@ -131,14 +102,14 @@ func (s *Stack) startConsulCluster(ctx context.Context, bin string) error {
 	}
 	const servers = 3
 	suffix := randomHex(3)
-	err := startRetrying(func() error {
+	err := proc.RetryPortInUse(startTries, func() error {
 		const n = servers + 1
 		ports, err := tools.FreePorts(3*n, n) // gossip (TCP and UDP), HTTP, server RPC
 		if err != nil {
 			return err
 		}
 		join := ports[:servers]
-		agents := make([]*Process, n)
+		agents := make([]*proc.Process, n)
 		for i := range agents {
 			name, node, expect := fmt.Sprintf("consul-server-%d", i+1), fmt.Sprintf("stack-server-%d-%s", i+1, suffix), servers
 			if i == servers {
@@ -148,16 +119,16 @@ func (s *Stack) startConsulCluster(ctx context.Context, bin string) error {
 			if err := freshDir(dir); err != nil {
 				return err
 			}
-			p := &Process{
-				Name: name, Addr: loopback(ports[n+i]), LogPath: filepath.Join(s.Dir, "logs", name+".log"),
-				bin: bin, env: s.env, stoppedCodes: []int{1},
-				args: tools.ConsulAgentArgs(node, tools.ConsulPorts{SerfLAN: ports[i], HTTP: ports[n+i], Server: ports[2*n+i]},
+			addr := loopback(ports[n+i])
+			agents[i] = &proc.Process{
+				Name: name, Addr: addr, LogPath: filepath.Join(s.Dir, "logs", name+".log"),
+				Path: bin, Env: s.env, CleanExits: []int{1}, OwnGroup: true,
+				Args: tools.ConsulAgentArgs(node, tools.ConsulPorts{SerfLAN: ports[i], HTTP: ports[n+i], Server: ports[2*n+i]},
 					expect, dir, cfg, join),
+				Ready: func(ctx context.Context, _ int) error { return tools.ConsulAgentIs(ctx, s.client, addr, node) },
 			}
-			p.ready = func(ctx context.Context) error { return s.agentIs(ctx, p.Addr, node) }
-			agents[i] = p
 		}
-		if err := startProcs(ctx, agents); err != nil {
+		if err := proc.StartAll(ctx, agents); err != nil {
 			return err
 		}
 		s.ConsulServers, s.Consul = agents[:servers], agents[servers]
@@ -167,7 +138,7 @@ func (s *Stack) startConsulCluster(ctx context.Context, bin string) error {
 		return err
 	}
 	var addrs []string
-	for _, p := range append(append([]*Process{}, s.ConsulServers...), s.Consul) {
+	for _, p := range append(slices.Clone(s.ConsulServers), s.Consul) {
 		addrs = append(addrs, p.Addr)
 	}
 	ctx, cancel := context.WithTimeout(ctx, clusterFormTimeout)
@@ -176,18 +147,6 @@ func (s *Stack) startConsulCluster(ctx context.Context, bin string) error {
 		_, err := tools.ConsulClusterReady(ctx, s.client, addrs, servers, servers+1)
 		return err
 	})
-}
-
-// agentIs returns nil once the agent on addr answers with node's name.
-func (s *Stack) agentIs(ctx context.Context, addr, node string) error {
-	var self struct{ Config struct{ NodeName string } }
-	if err := s.getJSON(ctx, "http://"+addr+"/v1/agent/self", &self); err != nil {
-		return err
-	}
-	if self.Config.NodeName != node {
-		return fmt.Errorf("%w: agent %q answers on %s", errPortInUse, self.Config.NodeName, addr)
-	}
-	return nil
 }
 
 // useRedisCluster rewrites the redis block of every config file in the config
@@ -239,7 +198,7 @@ func (s *Stack) catalogPassing(ctx context.Context) error {
 	return tools.Poll(ctx, 50*time.Millisecond, func(ctx context.Context) error {
 		for _, svc := range s.opts.Services {
 			var entries []json.RawMessage
-			if err := s.getJSON(ctx, "http://"+s.Consul.Addr+"/v1/health/service/"+url.PathEscape(svc.Name)+"?passing=1", &entries); err != nil {
+			if err := tools.GetJSON(ctx, s.client, "http://"+s.Consul.Addr+"/v1/health/service/"+url.PathEscape(svc.Name)+"?passing=1", &entries); err != nil {
 				return err
 			}
 			if len(entries) != svc.Instances {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/infinityxone/gateway/internal/proc"
 	"github.com/infinityxone/gateway/internal/stack"
 )
 
@@ -38,12 +39,12 @@ func TestStackCluster(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			ps := append(append([]*stack.Process{s.Consul}, s.ConsulServers...), s.RedisNodes...)
+			ps := append(append([]*proc.Process{s.Consul}, s.ConsulServers...), s.RedisNodes...)
 			for _, g := range s.Gateways {
 				ps = append(ps, g.Process)
 			}
 			for _, p := range ps {
-				t.Logf("--- %s log (end):\n%s", p.Name, lastBytes(p.Tail(), 8<<10))
+				t.Logf("--- %s log (end):\n%s", p.Name, p.Tail(8<<10))
 			}
 		}
 		if err := s.Stop(); err != nil {

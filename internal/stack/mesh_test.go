@@ -28,7 +28,7 @@ func TestStackMesh(t *testing.T) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, p := range processes(s) {
-				t.Logf("--- %s log (end):\n%s", p.Name, lastBytes(p.Tail(), 12<<10))
+				t.Logf("--- %s log (end):\n%s", p.Name, p.Tail(12<<10))
 			}
 		}
 		if err := s.Stop(); err != nil {

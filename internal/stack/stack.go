@@ -14,19 +14,17 @@
 // (`consul connect proxy -sidecar-for ID`), and the replicas run
 // deploy/gateway-mesh.hcl, which reaches users and orders through the mesh only.
 //
-// Every child runs in its own process group (a terminal's Ctrl-C reaches only the
-// owner) and, on Linux, dies with the owner. Stop ends them by PID in reverse
-// dependency order: gateways, services, then Redis and Consul.
+// Every child is run by internal/proc in its own process group (a terminal's Ctrl-C
+// reaches only the owner) and, on Linux, dies with the owner. Stop ends them by PID
+// in reverse dependency order: gateways, services, then Redis and Consul.
 package stack
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/infinityxone/gateway/internal/tools"
 	"io"
 	"net/http"
 	"net/url"
@@ -40,10 +38,11 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/infinityxone/gateway/consul"
 	"github.com/infinityxone/gateway/gateway/config"
+	"github.com/infinityxone/gateway/internal/proc"
+	"github.com/infinityxone/gateway/internal/tools"
 )
 
 // modulePath is the module whose root Start looks for.
@@ -129,18 +128,18 @@ type Options struct {
 
 // Instance is one running echo instance.
 type Instance struct {
-	*Process
+	*proc.Process
 	// Service is the Consul service name; ID the instance's Consul service ID.
 	Service string
 	ID      string
 	// Sidecar is its Connect sidecar (with Options.Mesh; else nil). Sidecar.Addr is
 	// what the gateways dial.
-	Sidecar *Process
+	Sidecar *proc.Process
 }
 
 // Gateway is one running gateway replica. Process.Addr is its public listener.
 type Gateway struct {
-	*Process
+	*proc.Process
 	// AdminAddr is the admin listener (/healthz, /readyz, /metrics, /admin/...).
 	AdminAddr string
 }
@@ -167,14 +166,14 @@ type Stack struct {
 	Issuer   string
 	Audience []string
 
-	Consul    *Process
-	Redis     *Process
+	Consul    *proc.Process
+	Redis     *proc.Process
 	Instances []*Instance
 	Gateways  []*Gateway
 
 	// Cluster mode: Consul is the client agent and Redis is nil.
-	ConsulServers []*Process
-	RedisNodes    []*Process
+	ConsulServers []*proc.Process
+	RedisNodes    []*proc.Process
 
 	opts    Options
 	log     hclog.Logger
@@ -318,43 +317,21 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 // not end cleanly. Calling it again returns the first result.
 func (s *Stack) Stop() error {
 	s.stopOnce.Do(func() {
-		var errs []error
-		stopAll := func(grace time.Duration, ps []*Process) {
-			var mu sync.Mutex
-			var wg sync.WaitGroup
-			for _, p := range ps {
-				wg.Go(func() {
-					if err := p.Stop(grace); err != nil {
-						mu.Lock()
-						errs = append(errs, err)
-						mu.Unlock()
-					}
-				})
-			}
-			wg.Wait()
-		}
-		var gws, insts, servers []*Process
+		var gws, insts []*proc.Process
 		for _, g := range s.Gateways {
 			gws = append(gws, g.Process)
 		}
 		for _, in := range s.Instances {
-			insts = append(insts, in.Process)
-			if in.Sidecar != nil {
-				insts = append(insts, in.Sidecar)
-			}
+			insts = append(insts, in.Process, in.Sidecar)
 		}
-		for _, p := range slices.Concat([]*Process{s.Redis, s.Consul}, s.RedisNodes, s.ConsulServers) {
-			if p != nil {
-				servers = append(servers, p)
-			}
+		servers := slices.Concat([]*proc.Process{s.Redis, s.Consul}, s.RedisNodes, s.ConsulServers)
+		errs := []error{
+			proc.StopAll(gatewayGrace, gws),
+			proc.StopAll(serviceGrace, insts),
+			proc.StopAll(serverGrace, servers),
 		}
-		stopAll(gatewayGrace, gws)
-		stopAll(serviceGrace, insts)
-		stopAll(serverGrace, servers)
 		if s.tempDir {
-			if err := os.RemoveAll(s.Dir); err != nil {
-				errs = append(errs, err)
-			}
+			errs = append(errs, os.RemoveAll(s.Dir))
 		}
 		s.stopErr = errors.Join(errs...)
 	})
@@ -509,15 +486,15 @@ func (s *Stack) startConsul(ctx context.Context, bin string) error {
 		return err
 	}
 	node := "stack-" + randomHex(4)
-	return startRetrying(func() error {
+	return proc.RetryPortInUse(startTries, func() error {
 		ports, err := tools.FreePorts(3, 1)
 		if err != nil {
 			return err
 		}
-		p := &Process{
+		p := &proc.Process{
 			Name: "consul", Addr: loopback(ports[1]), LogPath: filepath.Join(s.Dir, "logs", "consul.log"),
-			bin: bin, env: s.env, stoppedCodes: []int{1},
-			args: []string{
+			Path: bin, Env: s.env, CleanExits: []int{1}, OwnGroup: true,
+			Args: []string{
 				"agent", "-dev", "-node", node,
 				"-bind", "127.0.0.1", "-client", "127.0.0.1",
 				"-serf-lan-port", strconv.Itoa(ports[0]),
@@ -527,7 +504,7 @@ func (s *Stack) startConsul(ctx context.Context, bin string) error {
 				"-log-level", "info", "-config-file", cfg,
 			},
 		}
-		p.ready = func(ctx context.Context) error { return s.consulReady(ctx, p.Addr, node) }
+		p.Ready = func(ctx context.Context, _ int) error { return tools.ConsulServerReady(ctx, s.client, p.Addr, node) }
 		if err := p.Start(ctx); err != nil {
 			return err
 		}
@@ -536,52 +513,14 @@ func (s *Stack) startConsul(ctx context.Context, bin string) error {
 	})
 }
 
-// consulReady returns nil once the agent on addr is ours (node name), has a leader,
-// and its node is in the catalog with serfHealth passing.
-func (s *Stack) consulReady(ctx context.Context, addr, node string) error {
-	var self struct{ Config struct{ NodeName string } }
-	if err := s.getJSON(ctx, "http://"+addr+"/v1/agent/self", &self); err != nil {
-		return err
-	}
-	if self.Config.NodeName != node {
-		return fmt.Errorf("%w: agent %q answers on %s", errPortInUse, self.Config.NodeName, addr)
-	}
-	var leader string
-	if err := s.getJSON(ctx, "http://"+addr+"/v1/status/leader", &leader); err != nil {
-		return err
-	}
-	if leader == "" {
-		return errors.New("no leader yet")
-	}
-	var checks []struct{ CheckID, Status string }
-	if err := s.getJSON(ctx, "http://"+addr+"/v1/health/node/"+url.PathEscape(node), &checks); err != nil {
-		return err
-	}
-	for _, c := range checks {
-		if c.CheckID == "serfHealth" && c.Status == "passing" {
-			return nil
-		}
-	}
-	return errors.New("node not in the catalog with serfHealth passing yet")
-}
-
 // startRedis starts a redis-server without persistence on a free loopback port.
 func (s *Stack) startRedis(ctx context.Context, bin string) error {
-	return startRetrying(func() error {
+	return proc.RetryPortInUse(startTries, func() error {
 		ports, err := tools.FreePorts(1, 0)
 		if err != nil {
 			return err
 		}
-		p := &Process{
-			Name: "redis", Addr: loopback(ports[0]), LogPath: filepath.Join(s.Dir, "logs", "redis.log"),
-			bin: bin, env: s.env,
-			args: []string{
-				"--port", strconv.Itoa(ports[0]), "--bind", "127.0.0.1",
-				"--save", "", "--appendonly", "no", "--dir", filepath.Join(s.Dir, "redis"),
-				"--logfile", "", "--daemonize", "no",
-			},
-		}
-		p.ready = func(ctx context.Context) error { return redisReady(ctx, p) }
+		p := s.redisProcess("redis", ports[0], bin, tools.RedisBaseArgs(ports[0], filepath.Join(s.Dir, "redis")))
 		if err := p.Start(ctx); err != nil {
 			return err
 		}
@@ -590,23 +529,15 @@ func (s *Stack) startRedis(ctx context.Context, bin string) error {
 	})
 }
 
-// redisReady returns nil once the server on p.Addr answers INFO with p's PID.
-func redisReady(ctx context.Context, p *Process) error {
-	c := redis.NewClient(&redis.Options{Addr: p.Addr, MaxRetries: -1, DialTimeout: time.Second, PoolSize: 1})
-	defer c.Close()
-	info, err := c.Info(ctx, "server").Result()
-	if err != nil {
-		return err
+// redisProcess is a redis-server on port with args, logging to DIR/logs/NAME.log
+// and ready once the server on its port answers INFO with its PID.
+func (s *Stack) redisProcess(name string, port int, bin string, args []string) *proc.Process {
+	addr := loopback(port)
+	return &proc.Process{
+		Name: name, Addr: addr, LogPath: filepath.Join(s.Dir, "logs", name+".log"),
+		Path: bin, Env: s.env, Args: args, OwnGroup: true,
+		Ready: func(ctx context.Context, pid int) error { return tools.RedisIs(ctx, addr, pid) },
 	}
-	for _, l := range strings.Split(info, "\r\n") {
-		if v, ok := strings.CutPrefix(l, "process_id:"); ok {
-			if v != strconv.Itoa(p.PID()) {
-				return fmt.Errorf("%w: another redis-server (pid %s) answers on %s", errPortInUse, v, p.Addr)
-			}
-			return nil
-		}
-	}
-	return errors.New("INFO server has no process_id")
 }
 
 // startInstances starts every echo instance, each on a free port, and waits until
@@ -627,7 +558,7 @@ func (s *Stack) startInstances(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for i, j := range jobs {
 		wg.Go(func() {
-			errs[i] = startRetrying(func() error {
+			errs[i] = proc.RetryPortInUse(startTries, func() error {
 				ports, err := tools.FreePorts(2, 0)
 				if err != nil {
 					return err
@@ -639,15 +570,16 @@ func (s *Stack) startInstances(ctx context.Context) error {
 				if s.opts.Mesh {
 					args = append(args, "-advertise", "127.0.0.1", "-sidecar-port", strconv.Itoa(ports[1]))
 				}
+				id := consul.ServiceID(j.service, "127.0.0.1", ports[0])
 				in := &Instance{
-					Process: &Process{
+					Process: &proc.Process{
 						Name: j.name, Addr: loopback(ports[0]), LogPath: filepath.Join(s.Dir, "logs", j.name+".log"),
-						bin: s.EchoBin, env: s.env, args: args,
+						Path: s.EchoBin, Env: s.env, Args: args, OwnGroup: true,
+						Ready: func(ctx context.Context, _ int) error { return s.instancePassing(ctx, id) },
 					},
 					Service: j.service,
-					ID:      consul.ServiceID(j.service, "127.0.0.1", ports[0]),
+					ID:      id,
 				}
-				in.ready = func(ctx context.Context) error { return s.instancePassing(ctx, in.ID) }
 				if err := in.Start(ctx); err != nil {
 					return err
 				}
@@ -680,12 +612,12 @@ func (s *Stack) startSidecar(ctx context.Context, in *Instance, addr string) err
 		return err
 	}
 	name := in.Name + "-sidecar"
-	p := &Process{
+	p := &proc.Process{
 		Name: name, Addr: addr, LogPath: filepath.Join(s.Dir, "logs", name+".log"),
-		bin: bin, env: s.env, stoppedCodes: []int{1},
-		args: []string{"connect", "proxy", "-sidecar-for", in.ID, "-http-addr", s.Consul.Addr, "-log-level", "info"},
+		Path: bin, Env: s.env, CleanExits: []int{1}, OwnGroup: true,
+		Args:  []string{"connect", "proxy", "-sidecar-for", in.ID, "-http-addr", s.Consul.Addr, "-log-level", "info"},
+		Ready: func(ctx context.Context, _ int) error { return s.instancePassing(ctx, in.ID+"-sidecar-proxy") },
 	}
-	p.ready = func(ctx context.Context) error { return s.instancePassing(ctx, in.ID+"-sidecar-proxy") }
 	if err := p.Start(ctx); err != nil {
 		return err
 	}
@@ -728,19 +660,20 @@ func (s *Stack) startGateways(ctx context.Context) error {
 					port, admin = ports[0], ports[1]
 				}
 				g := &Gateway{
-					Process: &Process{
+					Process: &proc.Process{
 						Name: fmt.Sprintf("gateway-%d", i+1), Addr: loopback(port),
-						LogPath: filepath.Join(s.Dir, "logs", fmt.Sprintf("gateway-%d.log", i+1)),
-						bin:     s.GatewayBin,
-						args:    []string{"run", "-config", s.ConfigDir},
-						env: slices.Concat(s.env, s.gwEnv, []string{
+						LogPath:  filepath.Join(s.Dir, "logs", fmt.Sprintf("gateway-%d.log", i+1)),
+						Path:     s.GatewayBin,
+						Args:     []string{"run", "-config", s.ConfigDir},
+						OwnGroup: true,
+						Env: slices.Concat(s.env, s.gwEnv, []string{
 							"GATEWAY_ADDR=" + loopback(port),
 							"GATEWAY_ADMIN_ADDR=" + loopback(admin),
 						}, s.opts.Env),
 					},
 					AdminAddr: loopback(admin),
 				}
-				g.ready = func(ctx context.Context) error { return s.gatewayReady(ctx, g) }
+				g.Ready = func(ctx context.Context, _ int) error { return s.gatewayReady(ctx, g) }
 				if err := g.Start(ctx); err != nil {
 					return err
 				}
@@ -750,7 +683,7 @@ func (s *Stack) startGateways(ctx context.Context) error {
 			if s.opts.GatewayPort != 0 {
 				errs[i] = start() // fixed ports: a port in use is the caller's to fix
 			} else {
-				errs[i] = startRetrying(start)
+				errs[i] = proc.RetryPortInUse(startTries, start)
 			}
 		})
 	}
@@ -779,23 +712,6 @@ func (s *Stack) gatewayReady(ctx context.Context, g *Gateway) error {
 		return fmt.Errorf("%s /readyz: %s %s", g.Name, resp.Status, strings.TrimSpace(string(body)))
 	}
 	return nil
-}
-
-// getJSON decodes the JSON answer of a GET on url into v.
-func (s *Stack) getJSON(ctx context.Context, url string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
 }
 
 // childEnv is the environment the children inherit: the caller's, without the

@@ -21,6 +21,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
+	"github.com/infinityxone/gateway/internal/proc"
 	"github.com/infinityxone/gateway/internal/stack"
 	"github.com/infinityxone/gateway/jwtauth"
 )
@@ -76,7 +77,7 @@ func TestStack(t *testing.T) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, p := range processes(s) {
-				t.Logf("--- %s log (end):\n%s", p.Name, lastBytes(p.Tail(), 12<<10))
+				t.Logf("--- %s log (end):\n%s", p.Name, p.Tail(12<<10))
 			}
 		}
 		if err := s.Stop(); err != nil {
@@ -356,8 +357,8 @@ func TestStack(t *testing.T) {
 }
 
 // processes lists every process of the stack.
-func processes(s *stack.Stack) []*stack.Process {
-	ps := []*stack.Process{s.Consul, s.Redis}
+func processes(s *stack.Stack) []*proc.Process {
+	ps := []*proc.Process{s.Consul, s.Redis}
 	for _, in := range s.Instances {
 		ps = append(ps, in.Process)
 		if in.Sidecar != nil {
@@ -526,13 +527,6 @@ func keys(m map[string]bool) []string {
 		out = append(out, k)
 	}
 	return out
-}
-
-func lastBytes(s string, n int) string {
-	if len(s) > n {
-		return "…" + s[len(s)-n:]
-	}
-	return s
 }
 
 // load is a bounded steady load (loadWorkers workers, each at most one request per

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -8,15 +9,14 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/consul/api"
 
+	"github.com/infinityxone/gateway/internal/proc"
 	"github.com/infinityxone/gateway/internal/tools"
 )
 
@@ -34,13 +34,8 @@ type Sidecar struct {
 	// /v1/health/connect/NAME lists.
 	Addr string
 
-	t       testing.TB
-	bin     string
-	agent   string
-	logPath string
-
-	mu   sync.Mutex
-	proc *process
+	t    testing.TB
+	proc *proc.Process
 }
 
 // Client returns an API client for the agent.
@@ -127,16 +122,22 @@ func (c *Consul) StartSidecar(t testing.TB, serviceID, publicAddr string) *Sidec
 		t.Fatalf("testenv: %v", err)
 	}
 	id := serviceID
-	s := &Sidecar{
-		ServiceID: id, ProxyID: id + "-sidecar-proxy", Addr: publicAddr,
-		t: t, bin: bin, agent: c.Addr,
-		logPath: filepath.Join(t.TempDir(), "sidecar-"+id+".log"),
+	s := &Sidecar{ServiceID: id, ProxyID: id + "-sidecar-proxy", Addr: publicAddr, t: t}
+	s.proc = &proc.Process{
+		Name: "sidecar " + s.ProxyID, Addr: publicAddr, Path: bin,
+		Args:    []string{"connect", "proxy", "-sidecar-for", id, "-http-addr", c.Addr, "-log-level", "info"},
+		LogPath: filepath.Join(t.TempDir(), "sidecar-"+id+".log"),
+		Ready: func(ctx context.Context, _ int) error {
+			conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", publicAddr)
+			if err == nil {
+				conn.Close()
+			}
+			return err
+		},
 	}
 	t.Cleanup(func() {
 		s.Stop()
-		if t.Failed() {
-			t.Logf("testenv: sidecar %s log:\n%s", id, tail(s.logPath))
-		}
+		logOnFailure(t, s.proc)
 	})
 	s.Start()
 	return s
@@ -146,47 +147,13 @@ func (c *Consul) StartSidecar(t testing.TB, serviceID, publicAddr string) *Sidec
 // Starting a running sidecar does nothing.
 func (s *Sidecar) Start() {
 	s.t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.proc != nil {
-		return
-	}
-	log, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer log.Close()
-	p, err := startProcess(s.bin, []string{"connect", "proxy", "-sidecar-for", s.ServiceID, "-http-addr", s.agent, "-log-level", "info"}, log)
-	if err != nil {
-		s.t.Fatalf("testenv: start sidecar for %s: %v", s.ServiceID, err)
-	}
-	deadline := time.Now().Add(sidecarStartTimeout)
-	for {
-		if p.exited() {
-			s.t.Fatalf("testenv: sidecar for %s exited: %v\n%s", s.ServiceID, p.err, tail(s.logPath))
-		}
-		if conn, err := net.DialTimeout("tcp", s.Addr, time.Second); err == nil {
-			conn.Close()
-			s.proc = p
-			return
-		}
-		if time.Now().After(deadline) {
-			p.kill()
-			s.t.Fatalf("testenv: sidecar for %s not listening on %s within %v\n%s", s.ServiceID, s.Addr, sidecarStartTimeout, tail(s.logPath))
-		}
-		time.Sleep(pollInterval)
+	if err := startWithin(s.proc, sidecarStartTimeout); err != nil {
+		s.t.Fatalf("testenv: sidecar for %s: %v", s.ServiceID, err)
 	}
 }
 
 // Stop kills the sidecar (SIGKILL) and waits until it has exited.
-func (s *Sidecar) Stop() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.proc != nil {
-		s.proc.kill()
-		s.proc = nil
-	}
-}
+func (s *Sidecar) Stop() { s.proc.Kill() }
 
 // Intention sets the intention from source to destination to "allow" or "deny"
 // (PUT /v1/connect/intentions/exact), creating or replacing it.

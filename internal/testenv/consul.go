@@ -1,21 +1,19 @@
 package testenv
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"github.com/infinityxone/gateway/internal/tools"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/infinityxone/gateway/internal/proc"
+	"github.com/infinityxone/gateway/internal/tools"
 )
 
 // consulStartTimeout bounds how long one start waits for the agent to be ready.
@@ -52,8 +50,7 @@ type Consul struct {
 	// Connect CA above all, survives Stop and Start.
 	dataDir string
 
-	mu   sync.Mutex
-	proc *process // nil while stopped
+	proc *proc.Process // nil until the first launch
 }
 
 // consulPorts are the ports an agent listens on; every other port is disabled.
@@ -113,36 +110,29 @@ func startConsul(t testing.TB, persistent bool) *Consul {
 	}
 	t.Cleanup(func() {
 		c.Stop()
-		if t.Failed() {
-			t.Logf("testenv: consul agent %s log:\n%s", c.Addr, tail(c.logPath))
-		}
+		logOnFailure(t, c.proc)
 	})
-	for attempt := 1; ; attempt++ {
+	err = proc.RetryPortInUse(startTries, func() error {
 		ports, err := tools.FreePorts(3, 1)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		c.ports = consulPorts{serfLAN: ports[0], http: ports[1], server: ports[2]}
 		c.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(c.ports.http))
-		err = c.launch()
-		if err == nil {
-			return c
-		}
-		if !errors.Is(err, errPortInUse) || attempt == 5 {
-			t.Fatalf("testenv: start consul agent: %v", err)
-		}
+		return c.launch()
+	})
+	if err != nil {
+		t.Fatalf("testenv: start consul agent: %v", err)
 	}
+	return c
 }
 
 // Stop kills the agent (SIGKILL: no graceful leave) and waits until it has exited.
 // Blocking queries in flight fail as after a crash. Stopping a stopped agent does
 // nothing.
 func (c *Consul) Stop() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.proc != nil {
-		c.proc.kill()
-		c.proc = nil
+		c.proc.Kill()
 	}
 }
 
@@ -152,32 +142,14 @@ func (c *Consul) Stop() {
 // StartConsulServer keeps its state. Starting a running agent does nothing.
 func (c *Consul) Start() {
 	c.t.Helper()
-	deadline := time.Now().Add(consulStartTimeout)
-	for {
-		err := c.launch()
-		if err == nil {
-			return
-		}
-		if !errors.Is(err, errPortInUse) || time.Now().After(deadline) {
-			c.t.Fatalf("testenv: restart consul agent on %s: %v", c.Addr, err)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := restart(c.proc, consulStartTimeout); err != nil {
+		c.t.Fatalf("testenv: restart consul agent on %s: %v", c.Addr, err)
 	}
 }
 
-// launch starts the agent on c.ports and waits until it is ready.
+// launch starts a new agent process on c.ports and waits until it is ready: it is
+// ours, has a leader, and its node is in the catalog with serfHealth passing.
 func (c *Consul) launch() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.proc != nil {
-		return nil
-	}
-	log, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer log.Close() // the child holds its own descriptor
-	offset := logSize(c.logPath)
 	mode := []string{"-dev"}
 	if c.dataDir != "" {
 		mode = []string{"-server", "-bootstrap-expect", "1", "-data-dir", c.dataDir, "-ui=false"}
@@ -198,79 +170,11 @@ func (c *Consul) launch() error {
 		"-log-level", "info",
 		"-config-file", c.cfgPath,
 	)
-	p, err := startProcess(c.bin, args, log)
-	if err != nil {
-		return err
+	c.proc = &proc.Process{
+		Name: "consul agent", Addr: c.Addr, Path: c.bin, Args: args, LogPath: c.logPath,
+		Ready: func(ctx context.Context, _ int) error { return tools.ConsulServerReady(ctx, c.client, c.Addr, c.Node) },
 	}
-	deadline := time.Now().Add(consulStartTimeout)
-	for {
-		if p.exited() {
-			if bindFailed(logSince(c.logPath, offset)) {
-				return errPortInUse
-			}
-			return fmt.Errorf("consul agent exited before it was ready: %v\n%s", p.err, logSince(c.logPath, offset))
-		}
-		err := c.ready()
-		switch {
-		case err == nil:
-			c.client.CloseIdleConnections()
-			c.proc = p
-			return nil
-		case errors.Is(err, errPortInUse):
-			p.kill()
-			return err
-		}
-		if time.Now().After(deadline) {
-			p.kill()
-			return fmt.Errorf("consul agent on %s not ready within %v: %v", c.Addr, consulStartTimeout, err)
-		}
-		time.Sleep(pollInterval)
-	}
-}
-
-// ready returns nil once the agent on c.Addr is ours, has a leader, and its node
-// is in the catalog with serfHealth passing; errPortInUse when another agent
-// answers on our HTTP port.
-func (c *Consul) ready() error {
-	var self struct {
-		Config struct{ NodeName string }
-	}
-	if err := c.get("/v1/agent/self", &self); err != nil {
-		return err
-	}
-	if self.Config.NodeName != c.Node {
-		return fmt.Errorf("%w: agent %q answers on %s", errPortInUse, self.Config.NodeName, c.Addr)
-	}
-	var leader string
-	if err := c.get("/v1/status/leader", &leader); err != nil {
-		return err
-	}
-	if leader == "" {
-		return errors.New("no leader yet")
-	}
-	var checks []struct{ CheckID, Status string }
-	if err := c.get("/v1/health/node/"+url.PathEscape(c.Node), &checks); err != nil {
-		return err
-	}
-	for _, ch := range checks {
-		if ch.CheckID == "serfHealth" && ch.Status == "passing" {
-			return nil
-		}
-	}
-	return errors.New("node not yet in the catalog with serfHealth passing")
-}
-
-// get decodes the JSON answer of a GET on the agent's HTTP API into v.
-func (c *Consul) get(path string, v any) error {
-	resp, err := c.client.Get("http://" + c.Addr + path)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", path, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
+	return startWithin(c.proc, consulStartTimeout)
 }
 
 // randomHex returns n random bytes in hex.

@@ -8,10 +8,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/infinityxone/gateway/internal/proc"
 	"github.com/infinityxone/gateway/internal/tools"
 )
 
@@ -32,8 +34,8 @@ type ConsulCluster struct {
 
 	t       testing.TB
 	client  *http.Client
-	servers []*member
-	agent   *member
+	servers []*proc.Process
+	agent   *proc.Process
 	rpc     map[string]string // server RPC address -> HTTP address
 }
 
@@ -56,27 +58,20 @@ func StartConsulCluster(t testing.TB) *ConsulCluster {
 		t:      t,
 		client: &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}},
 	}
-	cleanupMembers(t, "consul agent", func() []*member {
-		if c.agent == nil {
-			return c.servers
-		}
-		return append(append([]*member{}, c.servers...), c.agent)
-	})
+	cleanupMembers(t, func() []*proc.Process { return append(slices.Clone(c.servers), c.agent) })
 	const n = ConsulServers + 1
 	suffix := randomHex(3)
-	for attempt := 1; ; attempt++ {
+	attempt := 0
+	err = proc.RetryPortInUse(startTries, func() error {
+		attempt++
 		ports, err := tools.FreePorts(3*n, n)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		// ports[0:n] gossip (TCP and UDP), then HTTP, then server RPC.
-		var serfs []int
-		for i := 0; i < ConsulServers; i++ {
-			serfs = append(serfs, ports[i])
-		}
+		serfs := ports[:ConsulServers]
 		c.servers, c.agent, c.Servers, c.rpc = nil, nil, nil, map[string]string{}
-		var all []*member
-		var ready []func(int) error
+		var all []*proc.Process
 		for i := 0; i < n; i++ {
 			p := tools.ConsulPorts{SerfLAN: ports[i], HTTP: ports[n+i], Server: ports[2*n+i]}
 			servers, node := ConsulServers, fmt.Sprintf("server-%d-%s", i+1, suffix)
@@ -84,48 +79,31 @@ func StartConsulCluster(t testing.TB) *ConsulCluster {
 				servers, node = 0, "client-"+suffix
 			}
 			d := memberDir(t, dir, fmt.Sprintf("%s-try%d", node, attempt))
-			m := &member{
-				name: node, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(p.HTTP)), bin: bin,
-				args:    tools.ConsulAgentArgs(node, p, servers, filepath.Join(d, "data"), cfg, serfs),
-				logPath: filepath.Join(d, "consul.log"),
+			addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(p.HTTP))
+			m := &proc.Process{
+				Name: "consul agent " + node, Addr: addr, Path: bin,
+				Args:    tools.ConsulAgentArgs(node, p, servers, filepath.Join(d, "data"), cfg, serfs),
+				LogPath: filepath.Join(d, "consul.log"),
+				// The agent is up once its HTTP API answers with its own node name;
+				// the cluster forms afterwards (see waitFormed).
+				Ready: func(ctx context.Context, _ int) error { return tools.ConsulAgentIs(ctx, c.client, addr, node) },
 			}
 			all = append(all, m)
-			ready = append(ready, c.agentUp(m))
 			if servers > 0 {
 				c.servers = append(c.servers, m)
-				c.Servers = append(c.Servers, m.addr)
-				c.rpc[net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Server))] = m.addr
+				c.Servers = append(c.Servers, m.Addr)
+				c.rpc[net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Server))] = m.Addr
 			} else {
-				c.agent, c.Addr, c.ClientNode = m, m.addr, node
+				c.agent, c.Addr, c.ClientNode = m, m.Addr, node
 			}
 		}
-		err = startAll(all, ready)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, errPortInUse) || attempt == 5 {
-			t.Fatalf("testenv: start consul cluster: %v", err)
-		}
+		return startMembers(all)
+	})
+	if err != nil {
+		t.Fatalf("testenv: start consul cluster: %v", err)
 	}
 	c.waitFormed(ConsulServers, ConsulServers+1)
 	return c
-}
-
-// agentUp is the readiness probe of one agent: its HTTP API answers with its own
-// node name (the cluster forms afterwards; see waitFormed).
-func (c *ConsulCluster) agentUp(m *member) func(int) error {
-	return func(int) error {
-		var self struct{ Config struct{ NodeName string } }
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if err := tools.GetJSON(ctx, c.client, "http://"+m.addr+"/v1/agent/self", &self); err != nil {
-			return err
-		}
-		if self.Config.NodeName != m.name {
-			return fmt.Errorf("%w: agent %q answers on %s", errPortInUse, self.Config.NodeName, m.addr)
-		}
-		return nil
-	}
 }
 
 // waitFormed waits until the running agents agree on a leader, with `voters` Raft
@@ -148,9 +126,9 @@ func (c *ConsulCluster) waitFormed(voters, nodes int) string {
 // running returns the HTTP addresses of the running agents.
 func (c *ConsulCluster) running() []string {
 	var out []string
-	for _, m := range append(append([]*member{}, c.servers...), c.agent) {
-		if m != nil && m.running() {
-			out = append(out, m.addr)
+	for _, m := range append(slices.Clone(c.servers), c.agent) {
+		if m != nil && m.Running() {
+			out = append(out, m.Addr)
 		}
 	}
 	return out
@@ -163,14 +141,14 @@ func (c *ConsulCluster) Leader() string {
 	err := withTimeout(clusterStartTimeout, func(ctx context.Context) error {
 		return tools.Poll(ctx, 100*time.Millisecond, func(ctx context.Context) error {
 			for _, m := range c.servers {
-				if !m.running() {
+				if !m.Running() {
 					continue
 				}
-				if err := tools.GetJSON(ctx, c.client, "http://"+m.addr+"/v1/status/leader", &leader); err != nil {
+				if err := tools.GetJSON(ctx, c.client, "http://"+m.Addr+"/v1/status/leader", &leader); err != nil {
 					return err
 				}
 				if c.rpc[leader] == "" {
-					return fmt.Errorf("no leader known to %s", m.addr)
+					return fmt.Errorf("no leader known to %s", m.Addr)
 				}
 				return nil
 			}
@@ -187,13 +165,9 @@ func (c *ConsulCluster) Leader() string {
 // and waits until it has exited. It stays down.
 func (c *ConsulCluster) KillServer(addr string) {
 	c.t.Helper()
-	for _, m := range c.servers {
-		if m.addr == addr {
-			m.kill()
-			return
-		}
+	if !killMember(c.servers, addr) {
+		c.t.Fatalf("testenv: %s is not a consul server of this cluster", addr)
 	}
-	c.t.Fatalf("testenv: %s is not a consul server of this cluster", addr)
 }
 
 // WaitNewLeader waits until the running servers agree on a leader other than old
@@ -205,16 +179,16 @@ func (c *ConsulCluster) WaitNewLeader(old string) string {
 		return tools.Poll(ctx, 50*time.Millisecond, func(ctx context.Context) error {
 			leader = ""
 			for _, m := range c.servers {
-				if !m.running() {
+				if !m.Running() {
 					continue
 				}
 				var l string
-				if err := tools.GetJSON(ctx, c.client, "http://"+m.addr+"/v1/status/leader", &l); err != nil {
+				if err := tools.GetJSON(ctx, c.client, "http://"+m.Addr+"/v1/status/leader", &l); err != nil {
 					return err
 				}
 				h := c.rpc[l]
 				if h == "" || h == old {
-					return fmt.Errorf("%s: leader %q", m.addr, l)
+					return fmt.Errorf("%s: leader %q", m.Addr, l)
 				}
 				if leader != "" && h != leader {
 					return fmt.Errorf("servers disagree on the leader")
@@ -233,5 +207,5 @@ func (c *ConsulCluster) WaitNewLeader(old string) string {
 // StopClient kills the client agent (SIGKILL) and waits until it has exited: the
 // gateways' agent is gone while the servers keep running.
 func (c *ConsulCluster) StopClient() {
-	c.agent.kill()
+	c.agent.Kill()
 }

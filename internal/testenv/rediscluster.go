@@ -2,7 +2,6 @@ package testenv
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/infinityxone/gateway/internal/proc"
 	"github.com/infinityxone/gateway/internal/tools"
 )
 
@@ -29,7 +29,7 @@ type RedisCluster struct {
 	Addrs []string
 
 	t     testing.TB
-	nodes []*member
+	nodes []*proc.Process
 }
 
 // StartRedisCluster starts six cluster nodes on free loopback ports (each with its
@@ -48,34 +48,28 @@ func StartRedisCluster(t testing.TB) *RedisCluster {
 	}
 	dir := t.TempDir()
 	c := &RedisCluster{t: t}
-	cleanupMembers(t, "redis cluster node", func() []*member { return c.nodes })
+	cleanupMembers(t, func() []*proc.Process { return c.nodes })
 	const n = 2 * RedisClusterMasters
-	for attempt := 1; ; attempt++ {
+	attempt := 0
+	err = proc.RetryPortInUse(startTries, func() error {
+		attempt++
 		ports, err := tools.FreePorts(2*n, 0)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		c.nodes, c.Addrs = nil, nil
-		ready := make([]func(int) error, n)
 		for i := 0; i < n; i++ {
-			name := "node-" + strconv.Itoa(i+1)
-			d := memberDir(t, dir, fmt.Sprintf("%s-try%d", name, attempt))
-			m := &member{
-				name: name, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[i])),
-				bin: bin, args: tools.RedisClusterNodeArgs(ports[i], ports[n+i], d),
-				logPath: d + "/redis.log",
-			}
+			name := "redis cluster node-" + strconv.Itoa(i+1)
+			d := memberDir(t, dir, fmt.Sprintf("node-%d-try%d", i+1, attempt))
+			m := redisMember(name, net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[i])), bin,
+				tools.RedisClusterNodeArgs(ports[i], ports[n+i], d), d+"/redis.log")
 			c.nodes = append(c.nodes, m)
-			c.Addrs = append(c.Addrs, m.addr)
-			ready[i] = m.redisReady
+			c.Addrs = append(c.Addrs, m.Addr)
 		}
-		err = startAll(c.nodes, ready)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, errPortInUse) || attempt == 5 {
-			t.Fatalf("testenv: start redis cluster nodes: %v", err)
-		}
+		return startMembers(c.nodes)
+	})
+	if err != nil {
+		t.Fatalf("testenv: start redis cluster nodes: %v", err)
 	}
 	err = withTimeout(clusterStartTimeout, func(ctx context.Context) error {
 		if err := tools.CreateRedisCluster(ctx, cli, c.Addrs); err != nil {
@@ -95,12 +89,12 @@ func StartRedisCluster(t testing.TB) *RedisCluster {
 func (c *RedisCluster) Nodes() []tools.ClusterNode {
 	c.t.Helper()
 	for _, m := range c.nodes {
-		if !m.running() {
+		if !m.Running() {
 			continue
 		}
 		var nodes []tools.ClusterNode
 		err := withTimeout(5*time.Second, func(ctx context.Context) (err error) {
-			nodes, err = tools.RedisClusterNodes(ctx, m.addr)
+			nodes, err = tools.RedisClusterNodes(ctx, m.Addr)
 			return err
 		})
 		if err == nil {
@@ -158,13 +152,9 @@ func (c *RedisCluster) ReplicaOf(addr string) string {
 // exited. It stays down.
 func (c *RedisCluster) Kill(addr string) {
 	c.t.Helper()
-	for _, m := range c.nodes {
-		if m.addr == addr {
-			m.kill()
-			return
-		}
+	if !killMember(c.nodes, addr) {
+		c.t.Fatalf("testenv: %s is not a node of this cluster", addr)
 	}
-	c.t.Fatalf("testenv: %s is not a node of this cluster", addr)
 }
 
 // WaitHealthy waits until every running node reports cluster_state:ok with three
@@ -175,8 +165,8 @@ func (c *RedisCluster) WaitHealthy() {
 	c.t.Helper()
 	var down []string
 	for _, m := range c.nodes {
-		if !m.running() {
-			down = append(down, m.addr)
+		if !m.Running() {
+			down = append(down, m.Addr)
 		}
 	}
 	err := withTimeout(clusterStartTimeout, func(ctx context.Context) error {

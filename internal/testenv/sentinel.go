@@ -2,15 +2,16 @@ package testenv
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/infinityxone/gateway/internal/proc"
 	"github.com/infinityxone/gateway/internal/tools"
 )
 
@@ -30,8 +31,8 @@ type RedisSentinel struct {
 	Servers []string
 
 	t       testing.TB
-	servers []*member
-	watch   []*member
+	servers []*proc.Process
+	watch   []*proc.Process
 }
 
 // StartRedisSentinel starts a master, a replica of it and three sentinels on free
@@ -46,45 +47,40 @@ func StartRedisSentinel(t testing.TB) *RedisSentinel {
 	}
 	dir := t.TempDir()
 	s := &RedisSentinel{t: t, MasterName: SentinelMasterName}
-	cleanupMembers(t, "sentinel setup", func() []*member { return append(append([]*member{}, s.servers...), s.watch...) })
-	for attempt := 1; ; attempt++ {
+	cleanupMembers(t, func() []*proc.Process { return slices.Concat(s.servers, s.watch) })
+	attempt := 0
+	err = proc.RetryPortInUse(startTries, func() error {
+		attempt++
 		ports, err := tools.FreePorts(5, 0)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		s.servers, s.watch, s.Servers, s.Sentinels = nil, nil, nil, nil
 		addr := func(p int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p)) }
 		for i, role := range []string{"master", "replica"} {
 			d := memberDir(t, dir, fmt.Sprintf("%s-try%d", role, attempt))
-			m := &member{name: role, addr: addr(ports[i]), bin: bin, args: tools.RedisBaseArgs(ports[i], d), logPath: d + "/redis.log"}
+			args := tools.RedisBaseArgs(ports[i], d)
 			if role == "replica" {
-				m.args = append(m.args, "--replicaof", "127.0.0.1", strconv.Itoa(ports[0]))
+				args = append(args, "--replicaof", "127.0.0.1", strconv.Itoa(ports[0]))
 			}
+			m := redisMember("redis "+role, addr(ports[i]), bin, args, d+"/redis.log")
 			s.servers = append(s.servers, m)
-			s.Servers = append(s.Servers, m.addr)
+			s.Servers = append(s.Servers, m.Addr)
 		}
 		for i := 0; i < 3; i++ {
 			d := memberDir(t, dir, fmt.Sprintf("sentinel-%d-try%d", i+1, attempt))
 			cfg := filepath.Join(d, "sentinel.conf")
 			if err := os.WriteFile(cfg, []byte(tools.SentinelConfig(ports[2+i], d, s.MasterName, s.Servers[0])), 0o644); err != nil {
-				t.Fatal(err)
+				return err
 			}
-			m := &member{name: fmt.Sprintf("sentinel-%d", i+1), addr: addr(ports[2+i]), bin: bin, args: []string{cfg, "--sentinel"}, logPath: d + "/sentinel.log"}
+			m := redisMember(fmt.Sprintf("sentinel-%d", i+1), addr(ports[2+i]), bin, []string{cfg, "--sentinel"}, d+"/sentinel.log")
 			s.watch = append(s.watch, m)
-			s.Sentinels = append(s.Sentinels, m.addr)
+			s.Sentinels = append(s.Sentinels, m.Addr)
 		}
-		all := append(append([]*member{}, s.servers...), s.watch...)
-		ready := make([]func(int) error, len(all))
-		for i, m := range all {
-			ready[i] = m.redisReady
-		}
-		err = startAll(all, ready)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, errPortInUse) || attempt == 5 {
-			t.Fatalf("testenv: start sentinel setup: %v", err)
-		}
+		return startMembers(slices.Concat(s.servers, s.watch))
+	})
+	if err != nil {
+		t.Fatalf("testenv: start sentinel setup: %v", err)
 	}
 	err = withTimeout(clusterStartTimeout, func(ctx context.Context) error {
 		return tools.Poll(ctx, 100*time.Millisecond, func(ctx context.Context) error {
@@ -102,12 +98,12 @@ func (s *RedisSentinel) Master() string {
 	s.t.Helper()
 	var last error
 	for _, m := range s.watch {
-		if !m.running() {
+		if !m.Running() {
 			continue
 		}
 		var addr string
 		last = withTimeout(5*time.Second, func(ctx context.Context) (err error) {
-			addr, err = tools.SentinelMaster(ctx, m.addr, s.MasterName)
+			addr, err = tools.SentinelMaster(ctx, m.Addr, s.MasterName)
 			return err
 		})
 		if last == nil {
@@ -122,13 +118,9 @@ func (s *RedisSentinel) Master() string {
 // until it has exited. It stays down.
 func (s *RedisSentinel) Kill(addr string) {
 	s.t.Helper()
-	for _, m := range s.servers {
-		if m.addr == addr {
-			m.kill()
-			return
-		}
+	if !killMember(s.servers, addr) {
+		s.t.Fatalf("testenv: %s is not a server of this setup", addr)
 	}
-	s.t.Fatalf("testenv: %s is not a server of this setup", addr)
 }
 
 // WaitMaster waits until every sentinel names a master other than old and that

@@ -2,7 +2,8 @@
 // redis-server and a Consul agent in -dev mode, each on free loopback ports, each
 // owned by one test and stopped by PID when that test ends; and a FaultProxy that
 // sits in front of any of them (or of an HTTP server) to add delay, stall or reset
-// connections on command.
+// connections on command. The processes are run by internal/proc: on Linux they die
+// with the test binary even when it panics or times out.
 //
 // Binaries are found as follows; a missing binary fails the test (it never skips),
 // with a message telling to run `make tools` (which `make test` runs first):
@@ -15,101 +16,55 @@
 package testenv
 
 import (
-	"bytes"
+	"context"
 	"errors"
-	"io"
-	"os"
-	"os/exec"
+	"testing"
 	"time"
+
+	"github.com/infinityxone/gateway/internal/proc"
 )
 
-// errPortInUse reports that a server could not bind one of its ports because some
-// other process took it between our probe and the server's bind.
-var errPortInUse = errors.New("testenv: port already in use")
-
-// maxLogBytes caps how much of a server's log is printed when a test fails.
-const maxLogBytes = 64 << 10
-
-// pollInterval is how often readiness is probed while a server starts.
+// pollInterval is how often conditions are probed.
 const pollInterval = 20 * time.Millisecond
 
-// process is one run of a server binary. done is closed once the process has
-// exited and err holds what Wait returned.
-type process struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
+// startTries is how many sets of free ports a server is tried on before its test
+// fails: another process may take a port between our probe and the server's bind.
+const startTries = 5
+
+// startWithin starts p and waits at most timeout for it to be ready.
+func startWithin(p *proc.Process, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return p.Start(ctx)
 }
 
-// startProcess starts bin with args, sending stdout and stderr to log.
-func startProcess(bin string, args []string, log *os.File) (*process, error) {
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout = log
-	cmd.Stderr = log
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// pid returns the process id.
-func (p *process) pid() int { return p.cmd.Process.Pid }
-
-// exited reports whether the process has ended.
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
+// restart starts a stopped p again on its ports within timeout, waiting out a port
+// that another process holds for a moment.
+func restart(p *proc.Process, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for {
+		err := p.Start(ctx)
+		if !errors.Is(err, proc.ErrPortInUse) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }
 
-// kill sends SIGKILL to the process and waits until it has exited.
-func (p *process) kill() {
-	_ = p.cmd.Process.Kill() // fails only when it already exited
-	<-p.done
-}
-
-// logSince returns what was written to the log file at path from offset on.
-func logSince(path string, offset int64) []byte {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
+// logOnFailure prints the end of each process's log with t.Log when the test has
+// failed.
+func logOnFailure(t testing.TB, ps ...*proc.Process) {
+	if !t.Failed() {
+		return
 	}
-	defer f.Close()
-	if _, err := f.Seek(offset, io.SeekStart); err != nil {
-		return nil
+	for _, p := range ps {
+		if p != nil {
+			t.Logf("testenv: %s (%s) log:\n%s", p.Name, p.Addr, p.Tail(proc.MaxTail))
+		}
 	}
-	b, _ := io.ReadAll(f)
-	return b
-}
-
-// logSize returns the current size of the log file at path.
-func logSize(path string) int64 {
-	st, err := os.Stat(path)
-	if err != nil {
-		return 0
-	}
-	return st.Size()
-}
-
-// tail returns the last maxLogBytes of the log file at path, for a failed test.
-func tail(path string) string {
-	b := logSince(path, 0)
-	if len(b) > maxLogBytes {
-		b = append([]byte("…(earlier lines cut)\n"), b[len(b)-maxLogBytes:]...)
-	}
-	return string(b)
-}
-
-// bindFailed reports whether a server's log says that it could not bind a port.
-func bindFailed(log []byte) bool {
-	return bytes.Contains(bytes.ToLower(log), []byte("address already in use"))
 }

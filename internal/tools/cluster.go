@@ -19,7 +19,7 @@ import (
 // This file holds what internal/testenv and the local stack share to run real
 // clusters on loopback: the command lines and config texts of Redis Cluster nodes,
 // Redis Sentinels and Consul server agents, and the checks that say a cluster
-// has formed. Starting and stopping the processes stays with each caller.
+// has formed. internal/proc starts and stops the processes.
 
 // RedisCLI resolves redis-cli: $REDIS_CLI, then PATH (Debian's redis-tools, which
 // redis-server depends on).

@@ -1,5 +1,7 @@
-// Package tools finds the server binaries that tests and the local stack run: a
-// consul agent (built by `make tools` into a cache folder) and redis-server.
+// Package tools finds the server binaries that tests, the local stack and the load
+// harness run: a consul agent (built by `make tools` into a cache folder) and
+// redis-server; and holds their command lines and the checks that say they are
+// ready. internal/proc runs them.
 package tools
 
 import (

@@ -41,6 +41,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/infinityxone/gateway/internal/proc"
 	"github.com/infinityxone/gateway/internal/stack"
 	"github.com/infinityxone/gateway/internal/tools"
 )
@@ -251,7 +252,7 @@ func tick(d time.Duration) *time.Ticker {
 }
 
 // restart stops p with SIGTERM (killing it after grace) and starts it again.
-func restart(ctx context.Context, p *stack.Process, grace time.Duration) error {
+func restart(ctx context.Context, p *proc.Process, grace time.Duration) error {
 	_ = p.Stop(grace) // an error says it had to be killed; it is down either way
 	if ctx.Err() != nil {
 		return nil
@@ -282,7 +283,7 @@ func restartMaster(ctx context.Context, s *stack.Stack, n int) (string, error) {
 		return "", errors.New("no master")
 	}
 	addr := masters[n%len(masters)]
-	var p *stack.Process
+	var p *proc.Process
 	for _, q := range s.RedisNodes {
 		if q.Addr == addr {
 			p = q
