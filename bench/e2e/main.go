@@ -20,6 +20,8 @@
 //
 //	e2e backend -addr A                          the backend: a short fixed body, keep-alive
 //	e2e floor -addr A -upstream HOST:PORT        the floor proxy
+//	e2e otlp -addr A                             an OTLP/HTTP trace receiver that decodes
+//	                                             and counts spans (the tracing rows' exporter)
 //	e2e gateway -config FILE [-cpuprofile F]     the gateway package served in-process, for
 //	                                             profiling (same wiring as `gateway run`)
 package main
@@ -37,6 +39,8 @@ func main() {
 			err = runBackend(os.Args[2:])
 		case "floor":
 			err = runFloor(os.Args[2:])
+		case "otlp":
+			err = runOTLP(os.Args[2:])
 		case "gateway":
 			err = runGateway(os.Args[2:])
 		default:

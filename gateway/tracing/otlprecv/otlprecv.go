@@ -1,6 +1,6 @@
-// Package otlprecv is a small OTLP/HTTP trace receiver for tests: a real HTTP server
-// that decodes ExportTraceServiceRequest protobufs (as a collector would) and keeps the
-// spans it received.
+// Package otlprecv is a small OTLP/HTTP trace receiver for tests and benchmarks: a real
+// HTTP server that decodes ExportTraceServiceRequest protobufs (as a collector would) and
+// keeps the spans it received, or (NewCounter, for load tests) only counts them.
 package otlprecv
 
 import (
@@ -8,6 +8,7 @@ import (
 	"compress/gzip"
 	"encoding/hex"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -29,14 +30,18 @@ type Span struct {
 	StatusError               bool
 }
 
-// Receiver is an OTLP/HTTP receiver on a loopback port.
+// Receiver is an OTLP/HTTP receiver. Start serves one on a loopback port (Server set);
+// NewCounter makes one for a server of the caller's own.
 type Receiver struct {
 	*httptest.Server
+
+	countOnly bool // decode every export, keep only the counts
 
 	mu       sync.Mutex
 	spans    []Span
 	requests int
 	status   int
+	counts   map[string]int // spans received by resource service.name
 }
 
 // SetStatus makes the receiver refuse every later export with status (0: accept again).
@@ -48,12 +53,20 @@ func (rc *Receiver) SetStatus(status int) {
 
 // Start serves POST /v1/traces until Close.
 func Start() *Receiver {
-	r := &Receiver{}
-	r.Server = httptest.NewServer(http.HandlerFunc(r.serve))
+	r := &Receiver{counts: map[string]int{}}
+	r.Server = httptest.NewServer(r)
 	return r
 }
 
-func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request) {
+// NewCounter returns a receiver, not serving yet, that decodes every export as Start's
+// does but keeps no span, only the counts (Counts): memory stays flat under load.
+// Serve it with an http.Server of the caller's own; its Server field stays nil.
+func NewCounter() *Receiver {
+	return &Receiver{countOnly: true, counts: map[string]int{}}
+}
+
+// ServeHTTP answers POST /v1/traces.
+func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost || r.URL.Path != "/v1/traces" {
 		http.Error(w, "not an OTLP traces endpoint", http.StatusNotFound)
 		return
@@ -84,6 +97,10 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request) {
 		for _, rs := range req.ResourceSpans {
 			res := attrs(rs.GetResource().GetAttributes())
 			for _, ss := range rs.ScopeSpans {
+				rc.counts[res["service.name"]] += len(ss.Spans)
+				if rc.countOnly {
+					continue
+				}
 				for _, s := range ss.Spans {
 					rc.spans = append(rc.spans, Span{
 						TraceID: hex.EncodeToString(s.TraceId), SpanID: hex.EncodeToString(s.SpanId),
@@ -139,6 +156,14 @@ func (rc *Receiver) Trace(traceID string) []Span {
 		}
 	}
 	return out
+}
+
+// Counts returns the number of spans received so far by the service.name of their
+// resource.
+func (rc *Receiver) Counts() map[string]int {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return maps.Clone(rc.counts)
 }
 
 // Requests is the number of export requests received.
