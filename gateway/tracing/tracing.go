@@ -24,14 +24,12 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -67,7 +65,7 @@ type Tracer struct {
 	provider *sdktrace.TracerProvider
 	tracer   trace.Tracer
 	prop     propagation.TextMapPropagator
-	queue    *queue
+	batcher  *batcher
 	dropped  *prometheus.CounterVec
 	never    bool // SampleRatio is 0: only a sampled parent makes a recorded trace
 
@@ -96,16 +94,6 @@ func New(cfg Config) (*Tracer, error) {
 	if err != nil {
 		return nil, err
 	}
-	exp, err := otlptracehttp.New(context.Background(),
-		otlptracehttp.WithEndpointURL(endpoint),
-		otlptracehttp.WithTimeout(cfg.ExportTimeout),
-		otlptracehttp.WithRetry(otlptracehttp.RetryConfig{
-			Enabled: true, InitialInterval: 500 * time.Millisecond, MaxInterval: 2 * time.Second, MaxElapsedTime: cfg.ExportTimeout,
-		}),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("tracing: %w", err)
-	}
 	t := &Tracer{
 		prop: propagation.TraceContext{}, never: cfg.SampleRatio <= 0,
 		serverOpts: []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)},
@@ -121,23 +109,14 @@ func New(cfg Config) (*Tracer, error) {
 			return nil, fmt.Errorf("tracing: %w", err)
 		}
 	}
-	counted := &countingExporter{SpanExporter: exp, failed: exportFailed, log: cfg.Logger}
-	// The SDK's batch processor drops silently when its queue is full; the small queue in
-	// front of it (which makes the batch processor wait instead) counts every drop.
-	bsp := sdktrace.NewBatchSpanProcessor(counted,
-		sdktrace.WithBatchTimeout(cfg.BatchTimeout),
-		sdktrace.WithMaxQueueSize(cfg.QueueSize),
-		sdktrace.WithExportTimeout(cfg.ExportTimeout),
-		sdktrace.WithBlocking(),
-	)
-	t.queue = newQueue(bsp, cfg.QueueSize, queueFull)
+	t.batcher = newBatcher(newPoster(endpoint, cfg.Logger), cfg.QueueSize, cfg.BatchTimeout, cfg.ExportTimeout, queueFull, exportFailed)
 	res := resource.NewSchemaless(
 		attribute.String("service.name", cfg.ServiceName),
 		attribute.String("service.version", cfg.ServiceVersion),
 	)
 	t.provider = sdktrace.NewTracerProvider(
 		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(cfg.SampleRatio))),
-		sdktrace.WithSpanProcessor(t.queue),
+		sdktrace.WithSpanProcessor(t.batcher),
 		sdktrace.WithResource(res),
 	)
 	t.tracer = t.provider.Tracer("github.com/infinityxone/gateway")
@@ -378,31 +357,4 @@ func hostOnly(h string) string {
 		return host
 	}
 	return h
-}
-
-// countingExporter counts the spans of failed exports and logs the failure, at most
-// once per 30 s.
-type countingExporter struct {
-	sdktrace.SpanExporter
-	failed prometheus.Counter
-	log    hclog.Logger
-
-	mu      sync.Mutex
-	lastLog time.Time
-}
-
-func (e *countingExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
-	err := e.SpanExporter.ExportSpans(ctx, spans)
-	if err != nil {
-		e.failed.Add(float64(len(spans)))
-		e.mu.Lock()
-		if now := time.Now(); now.Sub(e.lastLog) >= 30*time.Second {
-			e.lastLog = now
-			e.mu.Unlock()
-			e.log.Warn("trace export failed; spans dropped", "spans", len(spans), "error", err)
-		} else {
-			e.mu.Unlock()
-		}
-	}
-	return err
 }
