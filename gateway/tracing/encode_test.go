@@ -55,8 +55,8 @@ func TestEncodeIsOTLP(t *testing.T) {
 		Parent:    server.SpanContext,
 		SpanKind:  trace.SpanKindClient,
 		StartTime: start.Add(100 * time.Microsecond), EndTime: start.Add(1400 * time.Microsecond),
-		Status:    sdktrace.Status{Code: codes.Ok},
-		Resource:  res, InstrumentationScope: scope,
+		Status:   sdktrace.Status{Code: codes.Ok},
+		Resource: res, InstrumentationScope: scope,
 	}
 	var e encoder
 	for range 2 { // the second round reuses the encoder's buffers
@@ -68,13 +68,21 @@ func TestEncodeIsOTLP(t *testing.T) {
 		str := func(k, v string) *commonpb.KeyValue {
 			return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}}}
 		}
-		intv := func(v int64) *commonpb.AnyValue { return &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: v}} }
+		intv := func(v int64) *commonpb.AnyValue {
+			return &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: v}}
+		}
 		arr := func(vs ...*commonpb.AnyValue) *commonpb.AnyValue {
 			return &commonpb.AnyValue{Value: &commonpb.AnyValue_ArrayValue{ArrayValue: &commonpb.ArrayValue{Values: vs}}}
 		}
-		sv := func(v string) *commonpb.AnyValue { return &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}} }
-		bv := func(v bool) *commonpb.AnyValue { return &commonpb.AnyValue{Value: &commonpb.AnyValue_BoolValue{BoolValue: v}} }
-		fv := func(v float64) *commonpb.AnyValue { return &commonpb.AnyValue{Value: &commonpb.AnyValue_DoubleValue{DoubleValue: v}} }
+		sv := func(v string) *commonpb.AnyValue {
+			return &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}}
+		}
+		bv := func(v bool) *commonpb.AnyValue {
+			return &commonpb.AnyValue{Value: &commonpb.AnyValue_BoolValue{BoolValue: v}}
+		}
+		fv := func(v float64) *commonpb.AnyValue {
+			return &commonpb.AnyValue{Value: &commonpb.AnyValue_DoubleValue{DoubleValue: v}}
+		}
 		ns := func(d time.Duration) uint64 { return uint64(start.Add(d).UnixNano()) }
 		want := &collectortrace.ExportTraceServiceRequest{ResourceSpans: []*tracepb.ResourceSpans{{
 			Resource: &resourcepb.Resource{Attributes: []*commonpb.KeyValue{str("service.name", "gw"), str("service.version", "1.2")}},
