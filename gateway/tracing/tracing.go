@@ -24,6 +24,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -67,7 +68,8 @@ type Tracer struct {
 	prop     propagation.TextMapPropagator
 	batcher  *batcher
 	dropped  *prometheus.CounterVec
-	never    bool // SampleRatio is 0: only a sampled parent makes a recorded trace
+	never    bool      // SampleRatio is 0: only a sampled parent makes a recorded trace
+	attrs    sync.Pool // *[]attribute.KeyValue, see getAttrs
 
 	serverOpts, clientOpts []trace.SpanStartOption // built once: options box into interfaces
 }
@@ -228,8 +230,8 @@ func (q Request) End(e Ended) {
 		if e.Route != "" {
 			q.span.SetName(e.Method + " " + e.Route)
 		}
-		attrs := make([]attribute.KeyValue, 0, 9)
-		attrs = append(attrs,
+		attrs := q.t.getAttrs()
+		*attrs = append(*attrs,
 			attribute.String("http.request.method", e.Method),
 			attribute.Int("http.response.status_code", e.Status),
 			attribute.String("url.path", e.Path),
@@ -237,15 +239,16 @@ func (q Request) End(e Ended) {
 			attribute.String("gateway.request_id", e.RequestID),
 		)
 		if e.RoutePath != "" {
-			attrs = append(attrs, attribute.String("http.route", e.RoutePath))
+			*attrs = append(*attrs, attribute.String("http.route", e.RoutePath))
 		}
 		if e.Service != "" {
-			attrs = append(attrs, attribute.String("gateway.service", e.Service))
+			*attrs = append(*attrs, attribute.String("gateway.service", e.Service))
 		}
 		if e.Instance != "" {
-			attrs = append(attrs, attribute.String("gateway.instance", e.Instance))
+			*attrs = append(*attrs, attribute.String("gateway.instance", e.Instance))
 		}
-		q.span.SetAttributes(attrs...)
+		q.span.SetAttributes(*attrs...)
+		q.t.putAttrs(attrs)
 		if e.Status >= 500 {
 			q.span.SetStatus(codes.Error, "")
 		}
@@ -253,9 +256,31 @@ func (q Request) End(e Ended) {
 	q.span.End()
 }
 
+// getAttrs returns an empty attribute slice from the tracer's pool. The SDK copies
+// what SetAttributes is given, so the slice goes back (putAttrs) right after: no
+// attribute slice is allocated per span.
+func (t *Tracer) getAttrs() *[]attribute.KeyValue {
+	if a, ok := t.attrs.Get().(*[]attribute.KeyValue); ok {
+		return a
+	}
+	a := make([]attribute.KeyValue, 0, 10)
+	return &a
+}
+
+func (t *Tracer) putAttrs(a *[]attribute.KeyValue) {
+	clear(*a) // no strings kept alive from the pool
+	*a = (*a)[:0]
+	t.attrs.Put(a)
+}
+
 // Attempt is the client span of one upstream attempt. The zero Attempt does nothing.
+// Its attributes are set once, at End, together with the outcome: one copy into the
+// SDK's span instead of two.
 type Attempt struct {
-	span trace.Span
+	t                         *Tracer
+	span                      trace.Span
+	method, service, instance string
+	attempt                   int
 }
 
 // StartAttempt starts the client span of one attempt at instance (host:port) and writes
@@ -268,61 +293,67 @@ func (q Request) StartAttempt(out *http.Request, service, instance string, attem
 	if psc := q.sc; !psc.IsSampled() {
 		// Parent-based sampling never records the child of an unsampled span: skip the
 		// SDK and send the trace context on with a fresh span id.
-		injectUnsampled(out.Header, psc)
+		injectTraceContext(out.Header, psc.TraceID(), randomSpanID(), psc)
 		return Attempt{}
 	}
 	_, span := q.t.tracer.Start(q.ctx, out.Method, q.t.clientOpts...)
-	if span.IsRecording() {
-		host, port := splitHostPort(instance)
-		attrs := []attribute.KeyValue{
-			attribute.String("http.request.method", out.Method),
-			attribute.String("server.address", host),
-			attribute.Int("server.port", port),
-			attribute.String("gateway.service", service),
-			attribute.String("gateway.instance", instance),
-		}
-		if attempt > 1 {
-			attrs = append(attrs, attribute.Int("http.request.resend_count", attempt-1))
-		}
-		span.SetAttributes(attrs...)
-	}
-	q.t.prop.Inject(trace.ContextWithSpanContext(context.Background(), span.SpanContext()), propagation.HeaderCarrier(out.Header))
-	return Attempt{span: span}
+	sc := span.SpanContext()
+	injectTraceContext(out.Header, sc.TraceID(), sc.SpanID(), sc)
+	return Attempt{t: q.t, span: span, method: out.Method, service: service, instance: instance, attempt: attempt}
 }
 
-// End records the attempt's outcome: the status it answered, or the error it failed with.
+// End records the attempt's attributes and outcome: the status it answered, or the
+// error it failed with.
 func (a Attempt) End(resp *http.Response, err error) {
 	if a.span == nil {
 		return
 	}
 	if a.span.IsRecording() {
+		host, port := splitHostPort(a.instance)
+		attrs := a.t.getAttrs()
+		*attrs = append(*attrs,
+			attribute.String("http.request.method", a.method),
+			attribute.String("server.address", host),
+			attribute.Int("server.port", port),
+			attribute.String("gateway.service", a.service),
+			attribute.String("gateway.instance", a.instance),
+		)
+		if a.attempt > 1 {
+			*attrs = append(*attrs, attribute.Int("http.request.resend_count", a.attempt-1))
+		}
 		switch {
 		case err != nil:
-			a.span.SetAttributes(attribute.String("error.type", errorType(err)))
-			a.span.SetStatus(codes.Error, err.Error())
+			*attrs = append(*attrs, attribute.String("error.type", errorType(err)))
 		case resp != nil:
-			a.span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
-			if resp.StatusCode >= 400 {
-				a.span.SetStatus(codes.Error, "")
-			}
+			*attrs = append(*attrs, attribute.Int("http.response.status_code", resp.StatusCode))
+		}
+		a.span.SetAttributes(*attrs...)
+		a.t.putAttrs(attrs)
+		switch {
+		case err != nil:
+			a.span.SetStatus(codes.Error, err.Error())
+		case resp != nil && resp.StatusCode >= 400:
+			a.span.SetStatus(codes.Error, "")
 		}
 	}
 	a.span.End()
 }
 
-// injectUnsampled writes the traceparent of an unrecorded child of psc: same trace id,
-// a new random span id, flags 00; and psc's tracestate, if any.
-func injectUnsampled(h http.Header, psc trace.SpanContext) {
+// injectTraceContext writes the W3C traceparent of span id sid in trace tid, with the
+// sampled flag of sc, and sc's tracestate (if any) into h: the propagator's output,
+// formatted in place.
+func injectTraceContext(h http.Header, tid trace.TraceID, sid trace.SpanID, sc trace.SpanContext) {
 	var b [55]byte
 	copy(b[:], "00-")
-	tid := psc.TraceID()
 	hex.Encode(b[3:35], tid[:])
 	b[35] = '-'
-	sid := randomSpanID()
 	hex.Encode(b[36:52], sid[:])
 	copy(b[52:], "-00")
+	if sc.IsSampled() {
+		b[54] = '1'
+	}
 	h["Traceparent"] = []string{string(b[:])}
-	if ts := psc.TraceState(); ts.Len() > 0 {
+	if ts := sc.TraceState(); ts.Len() > 0 {
 		h["Tracestate"] = []string{ts.String()}
 	} else {
 		delete(h, "Tracestate")
