@@ -2,8 +2,9 @@
 // directly, through the floor (a minimal httputil.ReverseProxy with a tuned Transport and a
 // pooled copy buffer) and through the gateway with one static route, access log off and
 // on (JSON); then through the same gateway with a feature added to the route: JWT HS256,
-// a circuit breaker and retry block with nothing failing, and a Redis token-bucket rate
-// limit (against a redis-server it starts). It prints Markdown tables with the median
+// a circuit breaker and retry block with nothing failing, a Redis token-bucket rate
+// limit (against a redis-server it starts), and tracing with sample_ratio 0 and 1
+// (exporting to an OTLP/HTTP receiver it starts). It prints Markdown tables with the median
 // req/s, p50, p99 and the proxy's CPU time per request: ratios to the floor, and for the
 // feature rows ratios to the plain gateway, against the issues' targets.
 //
