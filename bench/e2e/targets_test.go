@@ -152,3 +152,16 @@ func TestRoundRatios(t *testing.T) {
 		t.Errorf("got %v–%v, want 0.8–0.95", lo, hi)
 	}
 }
+
+func TestRoundCPURatios(t *testing.T) {
+	rr := func(round int, us float64) roundResult { return roundResult{round: round, proxyUS: us} }
+	base := []roundResult{rr(1, 20), rr(2, 40), rr(3, 10)}
+	feat := []roundResult{rr(1, 22), rr(2, 60), rr(3, 12), rr(4, 99)} // round 4 has no base run
+	med, lo, hi := roundCPURatios(feat, base)
+	if med != 1.2 || lo != 1.1 || hi != 1.5 {
+		t.Errorf("got median %v, %v–%v; want 1.2, 1.1–1.5", med, lo, hi)
+	}
+	if med, lo, hi := roundCPURatios(feat, nil); med != 0 || lo != 0 || hi != 0 {
+		t.Errorf("no base: got %v, %v, %v", med, lo, hi)
+	}
+}
