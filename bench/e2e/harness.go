@@ -134,6 +134,7 @@ type harness struct {
 	loadCPU   string // for wrk and the backend
 	pinNote   string
 	backend   *proc
+	otlp      *proc // the OTLP receiver of the tracing rows, if any
 	targets   []*target
 	accessOut string
 	env       envInfo
@@ -195,12 +196,11 @@ func (h *harness) run(args []string) error {
 		// The exporter's endpoint: a receiver of its own, pinned with wrk and the backend
 		// (it stands for the collector's machine), so its CPU is not the gateway's.
 		otlpAddr = freeAddr()
-		p, err := h.start("otlp-receiver", h.loadCPU, nil, self, "otlp", "-addr", otlpAddr)
-		if err != nil {
+		if h.otlp, err = h.start("otlp-receiver", h.loadCPU, nil, self, "otlp", "-addr", otlpAddr); err != nil {
 			return err
 		}
 		if err := h.poll("OTLP receiver", func() error { _, err := otlpSpans(otlpAddr); return err }); err != nil {
-			return fmt.Errorf("%w (log: %s)", err, p.logPath)
+			return fmt.Errorf("%w (log: %s)", err, h.otlp.logPath)
 		}
 	}
 	var jwtSecret, token string
