@@ -203,8 +203,8 @@ func (b *batcher) Shutdown(ctx context.Context) error {
 }
 
 // poster sends encoded batches to the receiver: POST application/x-protobuf, retried
-// with backoff (0.5 s doubling up to 2 s) on a transport error or a 429, 502, 503 or
-// 504 answer while the export's context allows.
+// with backoff (0.5 s doubling up to 2 s, or the answer's Retry-After in seconds) on a
+// transport error or a 429, 502, 503 or 504 answer while the export's context allows.
 type poster struct {
 	url    string
 	client *http.Client
@@ -231,11 +231,15 @@ func (p *poster) send(ctx context.Context, spans []sdktrace.ReadOnlySpan) error 
 	body := p.enc.encode(spans)
 	backoff := 500 * time.Millisecond
 	for {
-		retry, err := p.post(ctx, body)
+		retry, after, err := p.post(ctx, body)
 		if err == nil || !retry {
 			return err
 		}
-		t := time.NewTimer(backoff)
+		wait := backoff
+		if after > 0 {
+			wait = after
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
@@ -246,26 +250,31 @@ func (p *poster) send(ctx context.Context, spans []sdktrace.ReadOnlySpan) error 
 	}
 }
 
-// post makes one attempt; retry says whether another may succeed.
-func (p *poster) post(ctx context.Context, body []byte) (retry bool, err error) {
+// post makes one attempt; retry says whether another may succeed, after (when > 0)
+// how long the receiver asked to wait first.
+func (p *poster) post(ctx context.Context, body []byte) (retry bool, after time.Duration, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body))
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
 	req.Header.Set("Content-Type", "application/x-protobuf")
+	req.Header.Set("User-Agent", "infinityxone-gateway OTLP/HTTP trace exporter")
 	resp, err := p.client.Do(req)
 	if err != nil {
-		return ctx.Err() == nil, err
+		return ctx.Err() == nil, 0, err
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	switch c := resp.StatusCode; {
 	case c >= 200 && c < 300:
-		return false, nil
+		return false, 0, nil
 	case c == http.StatusTooManyRequests, c == http.StatusBadGateway, c == http.StatusServiceUnavailable, c == http.StatusGatewayTimeout:
-		return true, errors.New("receiver answered " + strconv.Itoa(c))
+		if n, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && n > 0 {
+			after = time.Duration(n) * time.Second
+		}
+		return true, after, errors.New("receiver answered " + strconv.Itoa(c))
 	default:
-		return false, errors.New("receiver answered " + strconv.Itoa(c))
+		return false, 0, errors.New("receiver answered " + strconv.Itoa(c))
 	}
 }
 
