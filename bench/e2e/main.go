@@ -21,7 +21,7 @@
 //
 //	e2e backend -addr A                          the backend: a short fixed body, keep-alive
 //	e2e floor -addr A -upstream HOST:PORT        the floor proxy
-//	e2e otlp -addr A                             an OTLP/HTTP trace receiver that decodes
+//	e2e otlp -addr A                             an OTLP/HTTP trace receiver that parses
 //	                                             and counts spans (the tracing rows' exporter)
 //	e2e gateway -config FILE [-cpuprofile F]     the gateway package served in-process, for
 //	                                             profiling (same wiring as `gateway run`)

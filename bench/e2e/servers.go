@@ -47,8 +47,9 @@ func runBackend(args []string) error {
 	return serveUntilSignal(&http.Server{Addr: *addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}, nil)
 }
 
-// runOTLP serves an OTLP/HTTP trace receiver (otlprecv: every export decoded as a
-// collector would, spans counted by service.name, not kept) until SIGTERM or SIGINT.
+// runOTLP serves an OTLP/HTTP trace receiver (otlprecv.NewCounter: every export parsed
+// at the protobuf wire level, spans counted by service.name, not kept) until SIGTERM or
+// SIGINT.
 // GET /counts answers the counts as JSON: {"requests": N, "spans": {"service": N}}.
 func runOTLP(args []string) error {
 	fs := flag.NewFlagSet("otlp", flag.ContinueOnError)

@@ -60,7 +60,7 @@ func (h *harness) tracingCheck(otlpAddr, service string) string {
 			all += n
 		}
 		if ticks, err := cpuTicks(h.otlp.pid()); err == nil && all > 0 {
-			line += fmt.Sprintf("; the receiver (on the load CPU) used %.1f µs of CPU per span decoded, all rows together", float64(ticks)/float64(h.clk)*1e6/float64(all))
+			line += fmt.Sprintf("; the receiver (on the load CPU) used %.1f µs of CPU per span received, all rows together", float64(ticks)/float64(h.clk)*1e6/float64(all))
 		}
 	}
 	return line
