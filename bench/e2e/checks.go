@@ -87,6 +87,11 @@ func featureCheck(features []string, m metricSeries) string {
 		case featMesh:
 			parts = append(parts, fmt.Sprintf("mutual-TLS connections opened to the sidecar %.0f for %.0f upstream requests (warm-up and every round; wrk's connections are kept alive, so handshakes are rare)",
 				m.sum("gateway_connect_upstream_connections_total"), m.sum("gateway_upstream_requests_total")))
+		case featTrace0, featTrace1:
+			parts = append(parts, fmt.Sprintf("spans dropped %.0f (queue full %.0f, export failed %.0f)",
+				m.sum("gateway_tracing_spans_dropped_total"),
+				m.sum("gateway_tracing_spans_dropped_total", `reason="queue_full"`),
+				m.sum("gateway_tracing_spans_dropped_total", `reason="export_failed"`)))
 		case featRedisLimit:
 			errs := m.sum("gateway_ratelimit_decisions_total", `result="error"`)
 			line := fmt.Sprintf("rate-limit decisions allowed %.0f, limited %.0f, error %.0f",

@@ -135,6 +135,7 @@ type harness struct {
 	loadCPU   string // for wrk and the backend
 	pinNote   string
 	backend   *proc.Process
+	otlp      *proc.Process // the OTLP receiver of the tracing rows, if any
 	targets   []*target
 	accessOut string
 	env       envInfo
@@ -191,6 +192,18 @@ func (h *harness) run(args []string) error {
 			return err
 		}
 	}
+	var otlpAddr string
+	if slices.ContainsFunc(o.targets, func(t targetSpec) bool { return tracing(t.features) }) {
+		// The exporter's endpoint: a receiver of its own, pinned with wrk and the backend
+		// (it stands for the collector's machine), so its CPU is not the gateway's.
+		otlpAddr = freeAddr()
+		if h.otlp, err = h.start("otlp-receiver", h.loadCPU, nil, self, "otlp", "-addr", otlpAddr); err != nil {
+			return err
+		}
+		if err := h.poll("OTLP receiver", func() error { _, err := otlpSpans(otlpAddr); return err }); err != nil {
+			return fmt.Errorf("%w (log: %s)", err, h.otlp.LogPath)
+		}
+	}
 	var jwtSecret, token string
 	if slices.ContainsFunc(o.targets, func(t targetSpec) bool { return slices.Contains(t.features, featJWT) }) {
 		if jwtSecret, token, err = benchToken(); err != nil {
@@ -228,7 +241,8 @@ func (h *harness) run(args []string) error {
 			t.admin = freeAddr()
 			conf := filepath.Join(dir, spec.key+".hcl")
 			text := gatewayConfig(gwParams{addr: addr, admin: t.admin, backend: backendAddr, logBlock: spec.logBlock,
-				features: spec.features, jwtSecret: jwtSecret, redisAddr: redisAddr, consulAddr: consulAddr})
+				features: spec.features, jwtSecret: jwtSecret, redisAddr: redisAddr, consulAddr: consulAddr,
+				otlpEndpoint: "http://" + otlpAddr, serviceName: spec.key})
 			if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 				return err
 			}
@@ -314,6 +328,9 @@ func (h *harness) run(args []string) error {
 			continue
 		}
 		t.check = featureCheck(t.features, m)
+		if tracing(t.features) {
+			t.check += "; " + h.tracingCheck(otlpAddr, t.key)
+		}
 	}
 
 	lines := int64(-1)

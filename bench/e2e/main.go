@@ -2,8 +2,9 @@
 // directly, through the floor (a minimal httputil.ReverseProxy with a tuned Transport and a
 // pooled copy buffer) and through the gateway with one static route, access log off and
 // on (JSON); then through the same gateway with a feature added to the route: JWT HS256,
-// a circuit breaker and retry block with nothing failing, and a Redis token-bucket rate
-// limit (against a redis-server it starts). It prints Markdown tables with the median
+// a circuit breaker and retry block with nothing failing, a Redis token-bucket rate
+// limit (against a redis-server it starts), and tracing with sample_ratio 0 and 1
+// (exporting to an OTLP/HTTP receiver it starts). It prints Markdown tables with the median
 // req/s, p50, p99 and the proxy's CPU time per request: ratios to the floor, and for the
 // feature rows ratios to the plain gateway, against the issues' targets.
 //
@@ -20,6 +21,8 @@
 //
 //	e2e backend -addr A                          the backend: a short fixed body, keep-alive
 //	e2e floor -addr A -upstream HOST:PORT        the floor proxy
+//	e2e otlp -addr A                             an OTLP/HTTP trace receiver that parses
+//	                                             and counts spans (the tracing rows' exporter)
 //	e2e gateway -config FILE [-cpuprofile F]     the gateway package served in-process, for
 //	                                             profiling (same wiring as `gateway run`)
 package main
@@ -37,6 +40,8 @@ func main() {
 			err = runBackend(os.Args[2:])
 		case "floor":
 			err = runFloor(os.Args[2:])
+		case "otlp":
+			err = runOTLP(os.Args[2:])
 		case "gateway":
 			err = runGateway(os.Args[2:])
 		default:

@@ -182,14 +182,15 @@ func (h *harness) featureTable(b *strings.Builder, sums map[string]summary) {
 		}
 		if rows == 0 {
 			fmt.Fprintf(b, "\n### Features, as ratios to the plain gateway (same run)\n\n")
-			fmt.Fprintf(b, "| target | req/s (median) | p99 | proxy CPU/req µs (min–max) | req/s ÷ gateway (per round) | CPU/req ÷ gateway | capacity ÷ gateway | Redis CPU/req µs | issue target (req/s) | met? |\n")
-			fmt.Fprintf(b, "|---|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
-			fmt.Fprintf(b, "| %s | %.0f | %s | %.1f (%.1f–%.1f) | 1.00× | 1.00× | 1.00× | — |  |  |\n",
+			fmt.Fprintf(b, "| target | req/s (median) | p99 | proxy CPU/req µs (min–max) | req/s ÷ gateway (per round) | CPU/req ÷ gateway | CPU/req ÷ gateway per round: median (range) | capacity ÷ gateway | Redis CPU/req µs | issue target (req/s) | met? |\n")
+			fmt.Fprintf(b, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
+			fmt.Fprintf(b, "| %s | %.0f | %s | %.1f (%.1f–%.1f) | 1.00× | 1.00× | 1.00× | 1.00× | — |  |  |\n",
 				base.label, bs.rps, fmtDur(bs.p99), bs.proxyUS, bs.minUS, bs.maxUS)
 		}
 		rows++
 		s := sums[t.key]
 		lo, hi := roundRatios(t.rounds, base.rounds)
+		cmed, clo, chi := roundCPURatios(t.rounds, base.rounds)
 		redis := "—"
 		if t.redis != nil {
 			redis = fmt.Sprintf("%.1f", median(redisUS(t.rounds)))
@@ -205,14 +206,32 @@ func (h *harness) featureTable(b *strings.Builder, sums map[string]summary) {
 		if t.rpsGoal == 0 {
 			goal, met = "none set (issue "+t.issue+")", "—"
 		}
-		fmt.Fprintf(b, "| %s | %.0f | %s | %.1f (%.1f–%.1f) | %.2f× (%.2f–%.2f) | %.2f× | %.2f× | %s | %s | %s |\n",
+		fmt.Fprintf(b, "| %s | %.0f | %s | %.1f (%.1f–%.1f) | %.2f× (%.2f–%.2f) | %.2f× | %.2f× (%.2f–%.2f) | %.2f× | %s | %s | %s |\n",
 			t.label, s.rps, fmtDur(s.p99), s.proxyUS, s.minUS, s.maxUS,
-			rps, lo, hi, ratio(s.proxyUS, bs.proxyUS), capacity, redis, goal, met)
+			rps, lo, hi, ratio(s.proxyUS, bs.proxyUS), cmed, clo, chi, capacity, redis, goal, met)
 	}
 	if rows > 0 {
 		fmt.Fprintf(b, "\nCapacity is the plain gateway's CPU per request over this row's: the req/s ratio when the proxy's CPU is the bottleneck and nothing else runs on it. ")
-		fmt.Fprintf(b, "On a shared machine it is the steadier of the two; req/s also moves with other processes' load on the proxy's CPU (the per-round table's last column).\n")
+		fmt.Fprintf(b, "On a shared machine it is the steadier of the two; req/s also moves with other processes' load on the proxy's CPU (the per-round table's last column). ")
+		fmt.Fprintf(b, "The per-round CPU ratio pairs each round's row with the plain gateway's run of the same round, which takes out part of the drift in other load between rounds.\n")
 	}
+}
+
+// roundCPURatios is the median, lowest and highest ratio of a target's proxy CPU per
+// request to base's within a round.
+func roundCPURatios(rs, base []roundResult) (med, lo, hi float64) {
+	var qs []float64
+	for _, r := range rs {
+		for _, br := range base {
+			if br.round == r.round && br.proxyUS > 0 {
+				qs = append(qs, r.proxyUS/br.proxyUS)
+			}
+		}
+	}
+	if len(qs) == 0 {
+		return 0, 0, 0
+	}
+	return median(qs), slices.Min(qs), slices.Max(qs)
 }
 
 // roundRatios is the lowest and highest req/s ratio of a target to base within a round.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/infinityxone/gateway/gateway"
 	"github.com/infinityxone/gateway/gateway/config"
+	"github.com/infinityxone/gateway/gateway/tracing/otlprecv"
 )
 
 // backendBody is what the backend answers to every request.
@@ -43,6 +45,32 @@ func runBackend(args []string) error {
 		_, _ = w.Write(body)
 	})
 	return serveUntilSignal(&http.Server{Addr: *addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}, nil)
+}
+
+// runOTLP serves an OTLP/HTTP trace receiver (otlprecv.NewCounter: every export parsed
+// at the protobuf wire level, spans counted by service.name, not kept) until SIGTERM or
+// SIGINT.
+// GET /counts answers the counts as JSON: {"requests": N, "spans": {"service": N}}.
+func runOTLP(args []string) error {
+	fs := flag.NewFlagSet("otlp", flag.ContinueOnError)
+	addr := fs.String("addr", "127.0.0.1:0", "listen address")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	rc := otlprecv.NewCounter()
+	mux := http.NewServeMux()
+	mux.Handle("/v1/traces", rc)
+	mux.HandleFunc("GET /counts", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(otlpCounts{Requests: rc.Requests(), Spans: rc.Counts()})
+	})
+	return serveUntilSignal(&http.Server{Addr: *addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}, nil)
+}
+
+// otlpCounts is what the receiver's GET /counts answers.
+type otlpCounts struct {
+	Requests int            `json:"requests"` // export requests
+	Spans    map[string]int `json:"spans"`    // spans by resource service.name
 }
 
 // runFloor serves the floor: the minimal reverse proxy every gateway is measured against.

@@ -42,7 +42,14 @@ const (
 	featResilience = "resilience"
 	featRedisLimit = "redis-limit"
 	featMesh       = "mesh"
+	featTrace0     = "trace-ratio-0" // tracing block, sample_ratio = 0
+	featTrace1     = "trace-ratio-1" // tracing block, sample_ratio = 1
 )
+
+// tracing reports whether a feature list carries a tracing block.
+func tracing(features []string) bool {
+	return slices.Contains(features, featTrace0) || slices.Contains(features, featTrace1)
+}
 
 // feature reports whether t is a feature row: measured as ratios to baseGateway.
 func (t targetSpec) feature() bool { return t.issue != "" }
@@ -71,6 +78,14 @@ func allTargets() []targetSpec {
 			logBlock: "  access_log = true\n  format     = \"json\"\n", features: []string{featJWT, featRedisLimit, featResilience},
 			rpsGoal: 1 / 1.15, issue: "10 (CPU/req ≤ 1.15×)",
 			what: "every feature row at once, plus the JSON access log: the route's whole pipeline"},
+		// Issue 13's targets are CPU/request ≤ 1.03× (ratio 0) and ≤ 1.25× (ratio 1) the
+		// plain route's: capacity ≥ 1/1.03 and ≥ 1/1.25.
+		{key: "gateway-trace-off", label: "gateway + tracing, sample_ratio = 0", kind: kindGateway,
+			logBlock: "  access_log = false\n", features: []string{featTrace0}, rpsGoal: 1 / 1.03, issue: "13 (CPU/req ≤ 1.03×)",
+			what: "a `tracing` block with `sample_ratio = 0`: no span recorded or exported, the trace context still made and sent upstream (`traceparent`); exporter endpoint the harness's OTLP/HTTP receiver"},
+		{key: "gateway-trace-on", label: "gateway + tracing, sample_ratio = 1", kind: kindGateway,
+			logBlock: "  access_log = false\n", features: []string{featTrace1}, rpsGoal: 1 / 1.25, issue: "13 (CPU/req ≤ 1.25×)",
+			what: "a `tracing` block with `sample_ratio = 1`: every request's server span and client span recorded and exported in batches over OTLP/HTTP to a receiver the harness starts (`e2e otlp`: parses every ExportTraceServiceRequest at the protobuf wire level, counts the spans; pinned with wrk and the backend, standing for the collector's machine, so its CPU is not in the proxy column)"},
 		{key: "gateway-mesh", label: "gateway + Consul Connect (sidecar)", kind: kindGateway,
 			logBlock: "  access_log = false\n", features: []string{featMesh}, issue: "12",
 			what: "the same backend behind Consul's built-in sidecar (`consul connect proxy -sidecar-for`), reached with `consul { connect = true }`: mutual TLS with the gateway's leaf, the sidecar's certificate checked against the CA roots and its SPIFFE ID, pooled keep-alive connections; a `consul agent -dev` and the sidecar run with wrk and the backend, standing for the backend's machine (their CPU is not in the proxy column)"},
@@ -82,7 +97,8 @@ func targetGroups() map[string][]string {
 	return map[string][]string{
 		"all":      nil, // every target
 		"core":     {"direct", "floor", baseGateway, "gateway-log-on"},
-		"features": {baseGateway, "gateway-jwt", "gateway-breaker-retry", "gateway-redis-limit", "gateway-full", "gateway-mesh"},
+		"features": {baseGateway, "gateway-jwt", "gateway-breaker-retry", "gateway-redis-limit", "gateway-full", "gateway-trace-off", "gateway-trace-on", "gateway-mesh"},
+		"tracing":  {baseGateway, "gateway-trace-off", "gateway-trace-on"},
 	}
 }
 
@@ -109,12 +125,12 @@ func selectTargets(list string) ([]targetSpec, error) {
 			continue
 		}
 		if !slices.ContainsFunc(all, func(t targetSpec) bool { return t.key == name }) {
-			return nil, fmt.Errorf("-targets: unknown target %q (targets: %s; groups: all, core, features)", name, targetKeys())
+			return nil, fmt.Errorf("-targets: unknown target %q (targets: %s; groups: all, core, features, tracing)", name, targetKeys())
 		}
 		want[name] = true
 	}
 	if len(want) == 0 {
-		return nil, fmt.Errorf("-targets: no target named (targets: %s; groups: all, core, features)", targetKeys())
+		return nil, fmt.Errorf("-targets: no target named (targets: %s; groups: all, core, features, tracing)", targetKeys())
 	}
 	want["floor"] = true
 	var out []targetSpec
@@ -148,6 +164,8 @@ type gwParams struct {
 	jwtSecret            string // featJWT
 	redisAddr            string // featRedisLimit
 	consulAddr           string // featMesh
+	otlpEndpoint         string // featTrace0, featTrace1: the receiver's base URL
+	serviceName          string // featTrace0, featTrace1: the tracing block's service_name
 }
 
 // gatewayConfig renders a gateway target's config: one static route GET /bench to the
@@ -168,6 +186,18 @@ connect {
 }
 `, p.consulAddr)
 			instances = fmt.Sprintf("  consul {\n    name    = %q\n    connect = true\n  }\n", meshBackendService)
+		case featTrace0, featTrace1:
+			ratio := 0
+			if f == featTrace1 {
+				ratio = 1
+			}
+			fmt.Fprintf(&top, `
+tracing {
+  endpoint     = %q
+  sample_ratio = %d
+  service_name = %q
+}
+`, p.otlpEndpoint, ratio, p.serviceName)
 		case featJWT:
 			fmt.Fprintf(&top, `
 jwt "bench" {

@@ -31,7 +31,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -67,9 +66,10 @@ type Tracer struct {
 	provider *sdktrace.TracerProvider
 	tracer   trace.Tracer
 	prop     propagation.TextMapPropagator
-	queue    *queue
+	batcher  *batcher
 	dropped  *prometheus.CounterVec
-	never    bool // SampleRatio is 0: only a sampled parent makes a recorded trace
+	never    bool      // SampleRatio is 0: only a sampled parent makes a recorded trace
+	attrs    sync.Pool // *[]attribute.KeyValue, see getAttrs
 
 	serverOpts, clientOpts []trace.SpanStartOption // built once: options box into interfaces
 }
@@ -96,16 +96,6 @@ func New(cfg Config) (*Tracer, error) {
 	if err != nil {
 		return nil, err
 	}
-	exp, err := otlptracehttp.New(context.Background(),
-		otlptracehttp.WithEndpointURL(endpoint),
-		otlptracehttp.WithTimeout(cfg.ExportTimeout),
-		otlptracehttp.WithRetry(otlptracehttp.RetryConfig{
-			Enabled: true, InitialInterval: 500 * time.Millisecond, MaxInterval: 2 * time.Second, MaxElapsedTime: cfg.ExportTimeout,
-		}),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("tracing: %w", err)
-	}
 	t := &Tracer{
 		prop: propagation.TraceContext{}, never: cfg.SampleRatio <= 0,
 		serverOpts: []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)},
@@ -121,23 +111,14 @@ func New(cfg Config) (*Tracer, error) {
 			return nil, fmt.Errorf("tracing: %w", err)
 		}
 	}
-	counted := &countingExporter{SpanExporter: exp, failed: exportFailed, log: cfg.Logger}
-	// The SDK's batch processor drops silently when its queue is full; the small queue in
-	// front of it (which makes the batch processor wait instead) counts every drop.
-	bsp := sdktrace.NewBatchSpanProcessor(counted,
-		sdktrace.WithBatchTimeout(cfg.BatchTimeout),
-		sdktrace.WithMaxQueueSize(cfg.QueueSize),
-		sdktrace.WithExportTimeout(cfg.ExportTimeout),
-		sdktrace.WithBlocking(),
-	)
-	t.queue = newQueue(bsp, cfg.QueueSize, queueFull)
+	t.batcher = newBatcher(newPoster(endpoint, cfg.Logger), cfg.QueueSize, cfg.BatchTimeout, cfg.ExportTimeout, queueFull, exportFailed)
 	res := resource.NewSchemaless(
 		attribute.String("service.name", cfg.ServiceName),
 		attribute.String("service.version", cfg.ServiceVersion),
 	)
 	t.provider = sdktrace.NewTracerProvider(
 		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(cfg.SampleRatio))),
-		sdktrace.WithSpanProcessor(t.queue),
+		sdktrace.WithSpanProcessor(t.batcher),
 		sdktrace.WithResource(res),
 	)
 	t.tracer = t.provider.Tracer("github.com/infinityxone/gateway")
@@ -249,8 +230,8 @@ func (q Request) End(e Ended) {
 		if e.Route != "" {
 			q.span.SetName(e.Method + " " + e.Route)
 		}
-		attrs := make([]attribute.KeyValue, 0, 9)
-		attrs = append(attrs,
+		attrs := q.t.getAttrs()
+		*attrs = append(*attrs,
 			attribute.String("http.request.method", e.Method),
 			attribute.Int("http.response.status_code", e.Status),
 			attribute.String("url.path", e.Path),
@@ -258,15 +239,16 @@ func (q Request) End(e Ended) {
 			attribute.String("gateway.request_id", e.RequestID),
 		)
 		if e.RoutePath != "" {
-			attrs = append(attrs, attribute.String("http.route", e.RoutePath))
+			*attrs = append(*attrs, attribute.String("http.route", e.RoutePath))
 		}
 		if e.Service != "" {
-			attrs = append(attrs, attribute.String("gateway.service", e.Service))
+			*attrs = append(*attrs, attribute.String("gateway.service", e.Service))
 		}
 		if e.Instance != "" {
-			attrs = append(attrs, attribute.String("gateway.instance", e.Instance))
+			*attrs = append(*attrs, attribute.String("gateway.instance", e.Instance))
 		}
-		q.span.SetAttributes(attrs...)
+		q.span.SetAttributes(*attrs...)
+		q.t.putAttrs(attrs)
 		if e.Status >= 500 {
 			q.span.SetStatus(codes.Error, "")
 		}
@@ -274,9 +256,31 @@ func (q Request) End(e Ended) {
 	q.span.End()
 }
 
+// getAttrs returns an empty attribute slice from the tracer's pool. The SDK copies
+// what SetAttributes is given, so the slice goes back (putAttrs) right after: no
+// attribute slice is allocated per span.
+func (t *Tracer) getAttrs() *[]attribute.KeyValue {
+	if a, ok := t.attrs.Get().(*[]attribute.KeyValue); ok {
+		return a
+	}
+	a := make([]attribute.KeyValue, 0, 10)
+	return &a
+}
+
+func (t *Tracer) putAttrs(a *[]attribute.KeyValue) {
+	clear(*a) // no strings kept alive from the pool
+	*a = (*a)[:0]
+	t.attrs.Put(a)
+}
+
 // Attempt is the client span of one upstream attempt. The zero Attempt does nothing.
+// Its attributes are set once, at End, together with the outcome: one copy into the
+// SDK's span instead of two.
 type Attempt struct {
-	span trace.Span
+	t                         *Tracer
+	span                      trace.Span
+	method, service, instance string
+	attempt                   int
 }
 
 // StartAttempt starts the client span of one attempt at instance (host:port) and writes
@@ -289,61 +293,67 @@ func (q Request) StartAttempt(out *http.Request, service, instance string, attem
 	if psc := q.sc; !psc.IsSampled() {
 		// Parent-based sampling never records the child of an unsampled span: skip the
 		// SDK and send the trace context on with a fresh span id.
-		injectUnsampled(out.Header, psc)
+		injectTraceContext(out.Header, psc.TraceID(), randomSpanID(), psc)
 		return Attempt{}
 	}
 	_, span := q.t.tracer.Start(q.ctx, out.Method, q.t.clientOpts...)
-	if span.IsRecording() {
-		host, port := splitHostPort(instance)
-		attrs := []attribute.KeyValue{
-			attribute.String("http.request.method", out.Method),
-			attribute.String("server.address", host),
-			attribute.Int("server.port", port),
-			attribute.String("gateway.service", service),
-			attribute.String("gateway.instance", instance),
-		}
-		if attempt > 1 {
-			attrs = append(attrs, attribute.Int("http.request.resend_count", attempt-1))
-		}
-		span.SetAttributes(attrs...)
-	}
-	q.t.prop.Inject(trace.ContextWithSpanContext(context.Background(), span.SpanContext()), propagation.HeaderCarrier(out.Header))
-	return Attempt{span: span}
+	sc := span.SpanContext()
+	injectTraceContext(out.Header, sc.TraceID(), sc.SpanID(), sc)
+	return Attempt{t: q.t, span: span, method: out.Method, service: service, instance: instance, attempt: attempt}
 }
 
-// End records the attempt's outcome: the status it answered, or the error it failed with.
+// End records the attempt's attributes and outcome: the status it answered, or the
+// error it failed with.
 func (a Attempt) End(resp *http.Response, err error) {
 	if a.span == nil {
 		return
 	}
 	if a.span.IsRecording() {
+		host, port := splitHostPort(a.instance)
+		attrs := a.t.getAttrs()
+		*attrs = append(*attrs,
+			attribute.String("http.request.method", a.method),
+			attribute.String("server.address", host),
+			attribute.Int("server.port", port),
+			attribute.String("gateway.service", a.service),
+			attribute.String("gateway.instance", a.instance),
+		)
+		if a.attempt > 1 {
+			*attrs = append(*attrs, attribute.Int("http.request.resend_count", a.attempt-1))
+		}
 		switch {
 		case err != nil:
-			a.span.SetAttributes(attribute.String("error.type", errorType(err)))
-			a.span.SetStatus(codes.Error, err.Error())
+			*attrs = append(*attrs, attribute.String("error.type", errorType(err)))
 		case resp != nil:
-			a.span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
-			if resp.StatusCode >= 400 {
-				a.span.SetStatus(codes.Error, "")
-			}
+			*attrs = append(*attrs, attribute.Int("http.response.status_code", resp.StatusCode))
+		}
+		a.span.SetAttributes(*attrs...)
+		a.t.putAttrs(attrs)
+		switch {
+		case err != nil:
+			a.span.SetStatus(codes.Error, err.Error())
+		case resp != nil && resp.StatusCode >= 400:
+			a.span.SetStatus(codes.Error, "")
 		}
 	}
 	a.span.End()
 }
 
-// injectUnsampled writes the traceparent of an unrecorded child of psc: same trace id,
-// a new random span id, flags 00; and psc's tracestate, if any.
-func injectUnsampled(h http.Header, psc trace.SpanContext) {
+// injectTraceContext writes the W3C traceparent of span id sid in trace tid, with the
+// sampled flag of sc, and sc's tracestate (if any) into h: the propagator's output,
+// formatted in place.
+func injectTraceContext(h http.Header, tid trace.TraceID, sid trace.SpanID, sc trace.SpanContext) {
 	var b [55]byte
 	copy(b[:], "00-")
-	tid := psc.TraceID()
 	hex.Encode(b[3:35], tid[:])
 	b[35] = '-'
-	sid := randomSpanID()
 	hex.Encode(b[36:52], sid[:])
 	copy(b[52:], "-00")
+	if sc.IsSampled() {
+		b[54] = '1'
+	}
 	h["Traceparent"] = []string{string(b[:])}
-	if ts := psc.TraceState(); ts.Len() > 0 {
+	if ts := sc.TraceState(); ts.Len() > 0 {
 		h["Tracestate"] = []string{ts.String()}
 	} else {
 		delete(h, "Tracestate")
@@ -378,31 +388,4 @@ func hostOnly(h string) string {
 		return host
 	}
 	return h
-}
-
-// countingExporter counts the spans of failed exports and logs the failure, at most
-// once per 30 s.
-type countingExporter struct {
-	sdktrace.SpanExporter
-	failed prometheus.Counter
-	log    hclog.Logger
-
-	mu      sync.Mutex
-	lastLog time.Time
-}
-
-func (e *countingExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
-	err := e.SpanExporter.ExportSpans(ctx, spans)
-	if err != nil {
-		e.failed.Add(float64(len(spans)))
-		e.mu.Lock()
-		if now := time.Now(); now.Sub(e.lastLog) >= 30*time.Second {
-			e.lastLog = now
-			e.mu.Unlock()
-			e.log.Warn("trace export failed; spans dropped", "spans", len(spans), "error", err)
-		} else {
-			e.mu.Unlock()
-		}
-	}
-	return err
 }

@@ -1,6 +1,7 @@
-// Package otlprecv is a small OTLP/HTTP trace receiver for tests: a real HTTP server
-// that decodes ExportTraceServiceRequest protobufs (as a collector would) and keeps the
-// spans it received.
+// Package otlprecv is a small OTLP/HTTP trace receiver for tests and benchmarks: a real
+// HTTP server that decodes ExportTraceServiceRequest protobufs (as a collector would) and
+// keeps the spans it received, or (NewCounter, for load tests) parses them at the wire
+// level and only counts them.
 package otlprecv
 
 import (
@@ -8,6 +9,7 @@ import (
 	"compress/gzip"
 	"encoding/hex"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -16,6 +18,7 @@ import (
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -29,14 +32,18 @@ type Span struct {
 	StatusError               bool
 }
 
-// Receiver is an OTLP/HTTP receiver on a loopback port.
+// Receiver is an OTLP/HTTP receiver. Start serves one on a loopback port (Server set);
+// NewCounter makes one for a server of the caller's own.
 type Receiver struct {
 	*httptest.Server
+
+	countOnly bool // decode every export, keep only the counts
 
 	mu       sync.Mutex
 	spans    []Span
 	requests int
 	status   int
+	counts   map[string]int // spans received by resource service.name
 }
 
 // SetStatus makes the receiver refuse every later export with status (0: accept again).
@@ -48,12 +55,23 @@ func (rc *Receiver) SetStatus(status int) {
 
 // Start serves POST /v1/traces until Close.
 func Start() *Receiver {
-	r := &Receiver{}
-	r.Server = httptest.NewServer(http.HandlerFunc(r.serve))
+	r := &Receiver{counts: map[string]int{}}
+	r.Server = httptest.NewServer(r)
 	return r
 }
 
-func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request) {
+// NewCounter returns a receiver, not serving yet, for load tests: it keeps no span, only
+// the counts (Counts), and parses each export at the protobuf wire level (countSpans:
+// every field of every message down to each span's own fields is checked, nothing is
+// built per span), which costs a fraction of building the generated messages as Start's
+// receiver does. Serve it with an http.Server of the caller's own; its Server field
+// stays nil.
+func NewCounter() *Receiver {
+	return &Receiver{countOnly: true, counts: map[string]int{}}
+}
+
+// ServeHTTP answers POST /v1/traces.
+func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost || r.URL.Path != "/v1/traces" {
 		http.Error(w, "not an OTLP traces endpoint", http.StatusNotFound)
 		return
@@ -72,20 +90,25 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	var req collectortrace.ExportTraceServiceRequest
-	if err := proto.Unmarshal(buf.Bytes(), &req); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	rc.mu.Lock()
-	status := rc.status
-	rc.requests++
-	if status == 0 {
+	counts := map[string]int{}
+	var spans []Span
+	if rc.countOnly {
+		if err := countSpans(buf.Bytes(), counts); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+	} else {
+		var req collectortrace.ExportTraceServiceRequest
+		if err := proto.Unmarshal(buf.Bytes(), &req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
 		for _, rs := range req.ResourceSpans {
 			res := attrs(rs.GetResource().GetAttributes())
 			for _, ss := range rs.ScopeSpans {
+				counts[res["service.name"]] += len(ss.Spans)
 				for _, s := range ss.Spans {
-					rc.spans = append(rc.spans, Span{
+					spans = append(spans, Span{
 						TraceID: hex.EncodeToString(s.TraceId), SpanID: hex.EncodeToString(s.SpanId),
 						ParentID: hex.EncodeToString(s.ParentSpanId), Name: s.Name, Kind: s.Kind,
 						Attrs: attrs(s.Attributes), Resource: res,
@@ -94,6 +117,15 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 		}
+	}
+	rc.mu.Lock()
+	status := rc.status
+	rc.requests++
+	if status == 0 {
+		for k, n := range counts {
+			rc.counts[k] += n
+		}
+		rc.spans = append(rc.spans, spans...)
 	}
 	rc.mu.Unlock()
 	if status != 0 {
@@ -141,9 +173,99 @@ func (rc *Receiver) Trace(traceID string) []Span {
 	return out
 }
 
+// Counts returns the number of spans received so far by the service.name of their
+// resource.
+func (rc *Receiver) Counts() map[string]int {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return maps.Clone(rc.counts)
+}
+
 // Requests is the number of export requests received.
 func (rc *Receiver) Requests() int {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	return rc.requests
+}
+
+// countSpans parses an ExportTraceServiceRequest at the protobuf wire level and adds
+// the spans of each ResourceSpans to counts under its resource's service.name. Every
+// tag and length down to the fields of each span is checked; a malformed message is an
+// error. Field numbers: ExportTraceServiceRequest 1 resource_spans; ResourceSpans
+// 1 resource, 2 scope_spans; Resource 1 attributes; KeyValue 1 key, 2 value; AnyValue
+// 1 string_value; ScopeSpans 2 spans.
+func countSpans(b []byte, counts map[string]int) error {
+	return fields(b, func(num protowire.Number, v []byte) error {
+		if num != 1 {
+			return nil
+		}
+		var service string
+		n := 0
+		err := fields(v, func(num protowire.Number, v []byte) error {
+			switch num {
+			case 1: // resource
+				return fields(v, func(num protowire.Number, v []byte) error {
+					if num != 1 { // attributes
+						return nil
+					}
+					var key, val []byte
+					err := fields(v, func(num protowire.Number, v []byte) error {
+						switch num {
+						case 1:
+							key = v
+						case 2:
+							return fields(v, func(num protowire.Number, v []byte) error {
+								if num == 1 {
+									val = v
+								}
+								return nil
+							})
+						}
+						return nil
+					})
+					if err == nil && string(key) == "service.name" {
+						service = string(val)
+					}
+					return err
+				})
+			case 2: // scope_spans
+				return fields(v, func(num protowire.Number, v []byte) error {
+					if num != 2 { // spans
+						return nil
+					}
+					n++
+					return fields(v, func(protowire.Number, []byte) error { return nil })
+				})
+			}
+			return nil
+		})
+		counts[service] += n
+		return err
+	})
+}
+
+// fields calls fn with each field of the message b: its number and, for a
+// length-delimited field, its bytes (nil for other wire types).
+func fields(b []byte, fn func(num protowire.Number, v []byte) error) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		b = b[n:]
+		var v []byte
+		if typ == protowire.BytesType {
+			v, n = protowire.ConsumeBytes(b)
+		} else {
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		if err := fn(num, v); err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
 }

@@ -1,0 +1,62 @@
+package tracing
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkRequestSpans: what tracing adds to one proxied request, export included: a
+// server span, one client span (traceparent written upstream) and their share of the
+// batched OTLP/HTTP export to a loopback receiver that reads and discards the body.
+// cpu-ns/op is the process's CPU time per request (the receiver's read included),
+// counted up to the last span's export.
+func BenchmarkRequestSpans(b *testing.B) {
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	defer recv.Close()
+	for _, c := range []struct {
+		name  string
+		ratio float64
+	}{{"ratio-0", 0}, {"ratio-1", 1}} {
+		b.Run(c.name, func(b *testing.B) {
+			tr, err := New(Config{Endpoint: recv.URL, SampleRatio: c.ratio, ServiceVersion: "bench"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer tr.Shutdown(context.Background())
+			in, _ := http.NewRequest("GET", "http://gw.example:8080/api/items", nil)
+			in.Header.Set("User-Agent", "bench")
+			out, _ := http.NewRequest("GET", "http://127.0.0.1:9000/api/items", nil)
+			resp := &http.Response{StatusCode: 200}
+			e := Ended{Method: "GET", Route: "items", RoutePath: "/api/*", Path: "/api/items", Host: "gw.example:8080",
+				Service: "items", Instance: "127.0.0.1:9000", RequestID: "01HZYX3J8Q5W2V7K9M4N6P0R1S", Status: 200}
+			cpu0 := processCPU()
+			b.ReportAllocs()
+			for b.Loop() {
+				q := tr.StartRequest(in)
+				a := q.StartAttempt(out, "items", "127.0.0.1:9000", 1)
+				a.End(resp, nil)
+				q.End(e)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := tr.ForceFlush(ctx); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
