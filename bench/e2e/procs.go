@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,6 +35,11 @@ func (p *proc) exited() bool {
 // start runs argv pinned to cpu (taskset execs the program, so the PID is the program's),
 // stderr to a log file in the work directory, stdout to stdout (nil: the log file too).
 func (h *harness) start(name, cpu string, stdout *os.File, argv ...string) (*proc, error) {
+	return h.startEnv(name, cpu, stdout, nil, argv...)
+}
+
+// startEnv is start with env ("K=V") added to the harness's own environment.
+func (h *harness) startEnv(name, cpu string, stdout *os.File, env []string, argv ...string) (*proc, error) {
 	argv = pinArgv(cpu, argv)
 	logPath := filepath.Join(h.dir, name+".log")
 	lf, err := os.Create(logPath)
@@ -42,6 +48,9 @@ func (h *harness) start(name, cpu string, stdout *os.File, argv ...string) (*pro
 	}
 	defer lf.Close() // the child holds its own descriptor
 	cmd := exec.Command(argv[0], argv[1:]...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stderr = lf
 	cmd.Stdout = lf
 	if stdout != nil {
@@ -53,7 +62,7 @@ func (h *harness) start(name, cpu string, stdout *os.File, argv ...string) (*pro
 	p := &proc{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(p.done) }()
 	h.procs = append(h.procs, p)
-	fmt.Fprintf(os.Stderr, "e2e: started %-21s pid %-7d %s\n", name, p.pid(), strings.Join(argv, " "))
+	fmt.Fprintf(os.Stderr, "e2e: started %-21s pid %-7d %s\n", name, p.pid(), strings.Join(append(slices.Clip(env), argv...), " "))
 	return p, nil
 }
 

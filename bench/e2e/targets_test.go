@@ -10,14 +10,14 @@ import (
 )
 
 func TestSelectTargets(t *testing.T) {
-	all := []string{"direct", "floor", "gateway-log-off", "gateway-log-on", "gateway-jwt", "gateway-breaker-retry", "gateway-redis-limit", "gateway-full", "gateway-mesh"}
+	all := []string{"direct", "floor", "gateway-log-off", "gateway-nethttp", "gateway-log-on", "gateway-jwt", "gateway-breaker-retry", "gateway-redis-limit", "gateway-full", "gateway-mesh"}
 	tests := []struct {
 		in      string
 		want    []string
 		wantErr bool
 	}{
 		{"all", all, false},
-		{"core", []string{"direct", "floor", "gateway-log-off", "gateway-log-on"}, false},
+		{"core", []string{"direct", "floor", "gateway-log-off", "gateway-nethttp", "gateway-log-on"}, false},
 		{"features", []string{"floor", "gateway-log-off", "gateway-jwt", "gateway-breaker-retry", "gateway-redis-limit", "gateway-full", "gateway-mesh"}, false},
 		{"gateway-mesh", []string{"floor", "gateway-log-off", "gateway-mesh"}, false},
 		// The floor always; the plain gateway with any feature row; report order kept.
