@@ -157,7 +157,7 @@ func (p *h1Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	ctx := req.Context()
 	for retried := false; ; retried = true {
-		c, reused, err := p.get(ctx, req.URL.Host)
+		c, reused, err := p.get(ctx, req.URL.Host, retried)
 		if err != nil {
 			return nil, err
 		}
@@ -166,7 +166,8 @@ func (p *h1Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 			return resp, nil
 		}
 		// A pooled connection the upstream closed while it rested: nothing came back, the
-		// request is idempotent and bodyless, so it goes once more on a new connection.
+		// request is idempotent and bodyless, so it goes once more on a new connection
+		// (not another pooled one: after an upstream restart they are all dead).
 		if reused && !retried && c.nread == 0 && ctx.Err() == nil {
 			continue
 		}
@@ -241,10 +242,11 @@ func (p *h1Pool) release(c *h1Conn, stop func() bool, reuse bool) {
 	p.put(c)
 }
 
-// get returns an idle connection to key (reused true) or dials a new one.
-func (p *h1Pool) get(ctx context.Context, key string) (*h1Conn, bool, error) {
+// get returns an idle connection to key (reused true) or, if there is none or fresh is
+// set, dials a new one.
+func (p *h1Pool) get(ctx context.Context, key string, fresh bool) (*h1Conn, bool, error) {
 	p.mu.Lock()
-	if list := p.idle[key]; len(list) > 0 {
+	if list := p.idle[key]; len(list) > 0 && !fresh {
 		c := list[len(list)-1]
 		list[len(list)-1] = nil
 		p.idle[key] = list[:len(list)-1]

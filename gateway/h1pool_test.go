@@ -294,6 +294,40 @@ func TestUpstreamClosesIdleConnectionBothTransports(t *testing.T) {
 				}
 			})
 
+			t.Run("every pooled connection dead (the upstream restarted)", func(t *testing.T) {
+				// Connections 1–3 each answer one request once all three are in (so the
+				// gateway holds three), then close; later ones keep answering.
+				var arrived sync.WaitGroup
+				arrived.Add(3)
+				u := newRawUpstream(t, func(u *rawUpstream, n int, c net.Conn, br *bufio.Reader) {
+					if n > 3 {
+						loop(func(*http.Request) string { return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" })(u, n, c, br)
+						return
+					}
+					if _, ok := u.next(n, br); !ok {
+						return
+					}
+					arrived.Done()
+					arrived.Wait()
+					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				})
+				g := startGatewayWith(t, fmt.Sprintf(poolConfig, ""), map[string]string{"A": u.addr}, Options{UpstreamNetHTTP: k.netHTTP})
+				var wg sync.WaitGroup
+				for range 3 {
+					wg.Go(func() {
+						if resp, err := http.Get(g.URL + "/x"); err == nil {
+							_, _ = io.Copy(io.Discard, resp.Body)
+							resp.Body.Close()
+						}
+					})
+				}
+				wg.Wait()
+				for range 4 {
+					resp, body := fetch(t, "GET", g.URL+"/x")
+					expect(t, resp, body, 200, "ok")
+				}
+			})
+
 			t.Run("closed as the request arrives", func(t *testing.T) {
 				// Connection 1 answers one request, reads the next and closes without a
 				// word: the race of a reused connection the upstream just timed out.
