@@ -12,6 +12,7 @@ import (
 	"net/textproto"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -98,6 +99,13 @@ type h1Conn struct {
 	bw    *bufio.Writer
 	abort func() // conn's deadlines to the past: made once, registered per request
 
+	// Sending the request with the read side armed first (sendArmed): raw is the
+	// connection's syscall.RawConn (nil: not a socket), sendFn the callback made once.
+	raw      syscall.RawConn
+	sendFn   func(fd uintptr) bool
+	sent     bool
+	flushErr error
+
 	nread  int64     // bytes read for the current request
 	limit  int64     // bytes the current head may still take
 	idleAt time.Time // when it went back to the pool
@@ -182,7 +190,7 @@ func (p *h1Pool) roundTrip(ctx context.Context, c *h1Conn, req *http.Request) (*
 	stop := context.AfterFunc(ctx, c.abort)
 	c.nread, c.limit = 0, h1MaxHeaderBytes
 	writeRequest(c.bw, req)
-	err := c.bw.Flush()
+	err := c.send()
 	var resp *http.Response
 	if err == nil {
 		resp, err = readFinalResponse(c.br, req)
@@ -262,7 +270,41 @@ func (p *h1Pool) get(ctx context.Context, key string, fresh bool) (*h1Conn, bool
 	c.br = bufio.NewReaderSize(c, h1ReadBuffer)
 	c.bw = bufio.NewWriterSize(conn, h1WriteBuffer)
 	c.abort = func() { _ = conn.SetDeadline(aLongTimeAgo) }
+	if sc, ok := conn.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			c.raw = raw
+			c.sendFn = c.sendArmed
+		}
+	}
 	return c, false, nil
+}
+
+// send flushes the request and waits until the answer can be read. A plain read right
+// after the write would almost always find nothing yet (the upstream has not answered):
+// one wasted system call (EAGAIN) and then the wait. Instead the request is written from
+// inside RawConn.Read, after the poller's read readiness was reset, and the wait for the
+// answer starts without a read; the read that follows finds the answer there.
+func (c *h1Conn) send() error {
+	if c.raw == nil {
+		return c.bw.Flush()
+	}
+	c.sent, c.flushErr = false, nil
+	err := c.raw.Read(c.sendFn)
+	if c.flushErr != nil {
+		return c.flushErr
+	}
+	return err
+}
+
+// sendArmed is RawConn.Read's callback: the first call writes the request and asks to
+// wait for readability; the next (the socket is readable) ends the wait.
+func (c *h1Conn) sendArmed(uintptr) bool {
+	if c.sent {
+		return true
+	}
+	c.sent = true
+	c.flushErr = c.bw.Flush()
+	return c.flushErr != nil
 }
 
 // put keeps c idle for the next request, or closes it when its instance already has
