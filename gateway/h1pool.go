@@ -84,6 +84,9 @@ const (
 var (
 	errH1HeadTooLarge = errors.New("upstream answer's head too large")
 	errH1TooMany1xx   = errors.New("too many 1xx informational answers")
+	// A pooled connection found unusable before the request was written to it.
+	errH1Unsolicited = errors.New("upstream sent bytes on an idle connection")
+	errH1ClosedIdle  = errors.New("upstream closed an idle connection")
 )
 
 // aLongTimeAgo is the deadline that makes a connection's blocked reads and writes
@@ -103,6 +106,7 @@ type h1Conn struct {
 	// connection's syscall.RawConn (nil: not a socket), sendFn the callback made once.
 	raw      syscall.RawConn
 	sendFn   func(fd uintptr) bool
+	reused   bool // the request at hand took it from the pool
 	sent     bool
 	flushErr error
 
@@ -259,6 +263,7 @@ func (p *h1Pool) get(ctx context.Context, key string, fresh bool) (*h1Conn, bool
 		list[len(list)-1] = nil
 		p.idle[key] = list[:len(list)-1]
 		p.mu.Unlock()
+		c.reused = true
 		return c, true, nil
 	}
 	p.mu.Unlock()
@@ -279,11 +284,15 @@ func (p *h1Pool) get(ctx context.Context, key string, fresh bool) (*h1Conn, bool
 	return c, false, nil
 }
 
-// send flushes the request and waits until the answer can be read. A plain read right
-// after the write would almost always find nothing yet (the upstream has not answered):
-// one wasted system call (EAGAIN) and then the wait. Instead the request is written from
-// inside RawConn.Read, after the poller's read readiness was reset, and the wait for the
-// answer starts without a read; the read that follows finds the answer there.
+// send flushes the request and waits until the answer can be read.
+//
+// A connection taken from the pool is first checked for what arrived while it rested:
+// bytes nobody asked for (which a plain read would take for this request's answer, as
+// the Transport's read loop would not) or the upstream's close; either way nothing is
+// written and the connection is given up. The check is one non-blocking peek; it takes
+// the place of the read that would otherwise follow the write and find nothing yet: the
+// request is written from inside RawConn.Read, after the poller's read readiness was
+// reset, and the wait for the answer starts without a read.
 func (c *h1Conn) send() error {
 	if c.raw == nil {
 		return c.bw.Flush()
@@ -296,13 +305,19 @@ func (c *h1Conn) send() error {
 	return err
 }
 
-// sendArmed is RawConn.Read's callback: the first call writes the request and asks to
-// wait for readability; the next (the socket is readable) ends the wait.
-func (c *h1Conn) sendArmed(uintptr) bool {
+// sendArmed is RawConn.Read's callback: the first call checks a reused connection and
+// writes the request, then asks to wait for readability; the next call (the socket is
+// readable) ends the wait.
+func (c *h1Conn) sendArmed(fd uintptr) bool {
 	if c.sent {
 		return true
 	}
 	c.sent = true
+	if c.reused {
+		if c.flushErr = peekIdle(fd); c.flushErr != nil {
+			return true
+		}
+	}
 	c.flushErr = c.bw.Flush()
 	return c.flushErr != nil
 }

@@ -328,6 +328,40 @@ func TestUpstreamClosesIdleConnectionBothTransports(t *testing.T) {
 				}
 			})
 
+			t.Run("bytes nobody asked for on an idle connection are never an answer", func(t *testing.T) {
+				idle, sent := make(chan struct{}), make(chan struct{})
+				u := newRawUpstream(t, func(u *rawUpstream, n int, c net.Conn, br *bufio.Reader) {
+					if n > 1 {
+						loop(func(*http.Request) string { return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" })(u, n, c, br)
+						return
+					}
+					if _, ok := u.next(n, br); !ok {
+						return
+					}
+					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+					// Once the client has the answer (the connection is back in the pool), a
+					// second, unasked-for answer, as a confused or hostile upstream might send.
+					<-idle
+					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nbogus")
+					close(sent)
+					u.next(n, br) // until the gateway closes it
+				})
+				g := startGatewayWith(t, fmt.Sprintf(poolConfig, ""), map[string]string{"A": u.addr}, Options{UpstreamNetHTTP: k.netHTTP})
+				resp, body := fetch(t, "GET", g.URL+"/x")
+				expect(t, resp, body, 200, "ok")
+				close(idle)
+				<-sent
+				if k.netHTTP {
+					// The Transport's read loop sees the bytes at once and closes the
+					// connection; the pool sees them when it next takes the connection.
+					<-u.gone
+				}
+				for range 2 {
+					resp, body = fetch(t, "GET", g.URL+"/x")
+					expect(t, resp, body, 200, "ok")
+				}
+			})
+
 			t.Run("closed as the request arrives", func(t *testing.T) {
 				// Connection 1 answers one request, reads the next and closes without a
 				// word: the race of a reused connection the upstream just timed out.
