@@ -32,10 +32,12 @@ import (
 //
 // A connection goes back to the pool only when its answer's body was read to its end,
 // neither side asked for `Connection: close`, nothing unsolicited follows the answer and
-// the request's context did not end while the connection was in use. A pooled connection
-// that the upstream closed while it rested is found out when it is used: if not one byte
-// of the answer came back, the request is sent once more on a new connection (these
-// methods are idempotent and bodyless; net/http's Transport retries them the same way).
+// the request's context did not end while the connection was in use. Before a pooled
+// connection is used, its socket is peeked at: one that the upstream closed, or sent
+// bytes on, while it rested is given up before anything is written. When a connection
+// fails anyway before one byte of the answer came back, the request is sent once more
+// on a new connection (these methods are idempotent and bodyless; net/http's Transport
+// retries them the same way).
 type h1Pool struct {
 	fallback    *http.Transport
 	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
