@@ -120,7 +120,7 @@ route "ratelimit-memory" {
 // nothing failing, memory token bucket).
 func BenchmarkPipeline(b *testing.B) {
 	addr := startRawBackend(b)
-	g := newBenchGateway(b, addr)
+	g := newBenchGateway(b, addr, Options{})
 	tok, err := jwtauth.Mint([]byte(benchSecret), jwtauth.MintOptions{Subject: "bench", Roles: []string{"r"}, TTL: 24 * time.Hour})
 	if err != nil {
 		b.Fatal(err)
@@ -131,8 +131,15 @@ func BenchmarkPipeline(b *testing.B) {
 	b.Run("floor-reverseproxy", func(b *testing.B) {
 		benchServe(b, newFloorProxy(addr), "/plain", client)
 	})
+	pool := g.Service("plain").transport.(*h1Pool)
 	b.Run("nethttp-roundtrip", func(b *testing.B) {
-		benchRoundTrip(b, g, addr)
+		benchRoundTrip(b, pool.fallback, addr)
+	})
+	b.Run("h1pool-roundtrip", func(b *testing.B) {
+		benchRoundTrip(b, pool, addr)
+	})
+	b.Run("gateway-plain-nethttp", func(b *testing.B) {
+		benchServe(b, newBenchGateway(b, addr, Options{UpstreamNetHTTP: true}), "/plain", client)
 	})
 	tests := []struct {
 		name string
@@ -151,12 +158,13 @@ func BenchmarkPipeline(b *testing.B) {
 	}
 }
 
-// newBenchGateway builds the gateway of benchConfig with a silent logger; it is closed
-// when the benchmark ends.
-func newBenchGateway(b *testing.B, backendAddr string) *Gateway {
+// newBenchGateway builds the gateway of benchConfig with a silent logger (and opts'
+// other options); it is closed when the benchmark ends.
+func newBenchGateway(b *testing.B, backendAddr string, opts Options) *Gateway {
 	b.Helper()
 	cfg := parseConfig(b, fmt.Sprintf(benchConfig, backendAddr), map[string]string{"JWT_SECRET": benchSecret})
-	g, err := New(cfg, Options{Logger: hclog.NewNullLogger(), AccessLog: io.Discard})
+	opts.Logger, opts.AccessLog = hclog.NewNullLogger(), io.Discard
+	g, err := New(cfg, opts)
 	if err != nil {
 		b.Fatalf("New: %v", err)
 	}
@@ -223,11 +231,11 @@ func benchServe(b *testing.B, h http.Handler, path string, hdr http.Header) {
 	}
 }
 
-// benchRoundTrip is net/http's client alone, on the gateway's own transport for the
-// service: one RoundTrip and the body read and closed, on a kept-alive connection — what
-// every Go proxy pays per request.
-func benchRoundTrip(b *testing.B, g *Gateway, addr string) {
-	tr := g.Service("plain").transport
+// benchRoundTrip is an upstream client alone, one of the service's own transports:
+// one RoundTrip and the body read and closed, on a kept-alive connection. With the
+// service's *http.Transport it is what every Go proxy pays per request; with its h1Pool,
+// what the gateway pays.
+func benchRoundTrip(b *testing.B, tr http.RoundTripper, addr string) {
 
 	req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/plain", nil)
 	if err != nil {

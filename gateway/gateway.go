@@ -39,6 +39,11 @@ type Options struct {
 	// ConfigPath is the file or directory the config came from; when set, Run reloads
 	// it on SIGHUP (see Reload).
 	ConfigPath string
+	// UpstreamNetHTTP sends every upstream request through net/http's Transport,
+	// switching off the gateway's own HTTP/1.1 connection pool (h1pool.go) that otherwise
+	// serves bodyless GET, HEAD and OPTIONS requests to plain-HTTP instances. For
+	// comparisons (bench/e2e's gateway-nethttp row) and as a way back.
+	UpstreamNetHTTP bool
 }
 
 // Route is the runtime form of a `route` block.
@@ -88,6 +93,7 @@ type Gateway struct {
 	tunnels  tunnels          // upgraded connections, for shutdown
 	now      func() time.Time // breakers' clock (Options.Now)
 	path     string           // Options.ConfigPath
+	netHTTP  bool             // Options.UpstreamNetHTTP
 	draining atomic.Bool
 	started  chan struct{}
 	addr     atomic.Pointer[string]
@@ -109,6 +115,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		started: make(chan struct{}),
 		now:     opts.Now,
 		path:    opts.ConfigPath,
+		netHTTP: opts.UpstreamNetHTTP,
 
 		hdrUpgrade:  []string{"Upgrade"},
 		hdrTrailers: []string{"trailers"},

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -55,16 +56,26 @@ type testGateway struct {
 	AppLog    *syncBuffer
 }
 
+// upstreamNetHTTP runs the tests' gateways with Options.UpstreamNetHTTP: every
+// upstream request through net/http's Transport instead of the gateway's HTTP/1.1 pool.
+// `go test ./gateway/ -args -upstream-nethttp` runs the whole suite that way.
+var upstreamNetHTTP = flag.Bool("upstream-nethttp", false, "gateways under test send upstream requests through net/http's Transport only")
+
 // startGateway builds a gateway from src and serves its pipeline behind a real
 // httptest front server (the listener lifecycle has its own tests).
 func startGateway(t testing.TB, src string, vars map[string]string) *testGateway {
 	t.Helper()
+	return startGatewayWith(t, src, vars, Options{UpstreamNetHTTP: *upstreamNetHTTP})
+}
+
+// startGatewayWith is startGateway with opts (its Logger and AccessLog are the test's).
+func startGatewayWith(t testing.TB, src string, vars map[string]string, opts Options) *testGateway {
+	t.Helper()
 	cfg := parseConfig(t, src, vars)
 	acc, app := &syncBuffer{}, &syncBuffer{}
-	g, err := New(cfg, Options{
-		Logger:    hclog.New(&hclog.LoggerOptions{Output: app, Level: hclog.Debug}),
-		AccessLog: acc,
-	})
+	opts.Logger = hclog.New(&hclog.LoggerOptions{Output: app, Level: hclog.Debug})
+	opts.AccessLog = acc
+	g, err := New(cfg, opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -22,7 +22,7 @@ type Service struct {
 	Timeout time.Duration // until the response headers (a route may override it)
 	// IdleTimeout bounds each wait for the next piece of a response body.
 	IdleTimeout time.Duration
-	transport   upstreamTransport // *http.Transport, or a *meshTransport for a Connect service
+	transport   upstreamTransport // *h1Pool or *http.Transport, or a *meshTransport for a Connect service
 	mesh        bool              // instances are reached through Consul Connect
 	hashKey     bool              // the balancer hashes the client IP (ip_hash)
 	watcher     *consul.Watcher   // nil for static services
@@ -57,10 +57,16 @@ func newTransport(t config.Transport) *http.Transport {
 // transportFor returns the transport of a service: for a Connect service (consul {
 // connect = true }) HTTP/1.1 over mutual TLS with the gateway's leaf, checking each
 // instance's certificate against the CA roots and the service's SPIFFE ID; otherwise
-// the plain pooled transport.
+// the plain pooled transport, fronted by the gateway's own HTTP/1.1 pool (h1Pool) for
+// the requests it serves — unless Options.UpstreamNetHTTP is set, or the service caps
+// its connections (max_conns_per_host: the Transport's queueing enforces it).
 func (g *Gateway) transportFor(sc *config.Service) (upstreamTransport, bool) {
 	if sc.Consul == nil || !sc.Consul.Connect || g.disc == nil || g.disc.mesh == nil {
-		return newTransport(sc.Transport), false
+		tr := newTransport(sc.Transport)
+		if g.netHTTP || sc.Transport.MaxConnsPerHost > 0 {
+			return tr, false
+		}
+		return newH1Pool(tr), false
 	}
 	return g.disc.mesh.transport(g, sc.Name, sc.Consul.Name, g.cfg.Consul.Datacenter, sc.Transport), true
 }

@@ -256,7 +256,7 @@ func (h *harness) run(args []string) error {
 			if strings.Contains(spec.logBlock, "access_log = true") {
 				stdout = logFile
 			}
-			if t.proxy, err = h.start(spec.key, h.proxyCPU, stdout, argv...); err != nil {
+			if t.proxy, err = h.startEnv(spec.key, h.proxyCPU, stdout, spec.env, argv...); err != nil {
 				return err
 			}
 			t.url = "http://" + addr + "/bench"

@@ -51,6 +51,16 @@ func (h *harness) start(name, cpu string, stdout *os.File, argv ...string) (*pro
 	return p, h.launch(p)
 }
 
+// startEnv is start with env ("K=V") added to the harness's own environment.
+func (h *harness) startEnv(name, cpu string, stdout *os.File, env []string, argv ...string) (*proc.Process, error) {
+	p := h.newProc(name, cpu, stdout, argv...)
+	if len(env) > 0 {
+		p.Env = append(os.Environ(), env...)
+		fmt.Fprintf(os.Stderr, "e2e: %s runs with %s\n", name, strings.Join(env, " "))
+	}
+	return p, h.launch(p)
+}
+
 // cleanup stops every process (proxies first, then the backend: SIGTERM, and
 // SIGKILL after stopGrace) and removes the work directory unless -keep.
 func (h *harness) cleanup() {

@@ -133,7 +133,8 @@ func runGateway(args []string) error {
 		return ds
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "gateway", Level: hclog.LevelFromString(cfg.Log.Level), Output: os.Stderr})
-	g, err := gateway.New(cfg, gateway.Options{Logger: logger, AccessLog: os.Stdout, Version: "bench"})
+	g, err := gateway.New(cfg, gateway.Options{Logger: logger, AccessLog: os.Stdout, Version: "bench",
+		UpstreamNetHTTP: os.Getenv(upstreamNetHTTPEnv) == "1"})
 	if err != nil {
 		return err
 	}

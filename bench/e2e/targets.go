@@ -13,6 +13,10 @@ const (
 	kindGateway = "gateway"
 )
 
+// upstreamNetHTTPEnv, set to 1, makes `gateway run` (and this harness's in-process
+// gateway) send every upstream request through net/http's Transport.
+const upstreamNetHTTPEnv = "GATEWAY_UPSTREAM_NETHTTP"
+
 // baseGateway is the plain gateway row: one static route, access log off. Feature rows
 // are measured as ratios to it.
 const baseGateway = "gateway-log-off"
@@ -22,12 +26,15 @@ type targetSpec struct {
 	key   string
 	label string
 	kind  string
-	// cpuLimit is issue 2's CPU/request target as a multiple of the floor; 0: none.
+	// cpuLimit is a CPU/request target as a multiple of the floor (set by issue
+	// cpuIssue); 0: none.
 	cpuLimit float64
+	cpuIssue string
 
 	// Gateway targets only.
 	logBlock string   // the body of the log block
 	features []string // feature blocks this gateway's config carries: jwt, resilience, redis-limit
+	env      []string // added to the gateway process's environment
 
 	// Feature rows (issue set): ratios are to baseGateway; rpsGoal is the issue's
 	// minimum req/s ratio, 0 when the issue sets none.
@@ -60,9 +67,13 @@ func allTargets() []targetSpec {
 	return []targetSpec{
 		{key: "direct", label: "direct (wrk → backend)", kind: kindDirect},
 		{key: "floor", label: "floor (httputil.ReverseProxy)", kind: kindFloor},
-		{key: baseGateway, label: "gateway, access log off", kind: kindGateway, cpuLimit: 1.05,
+		{key: baseGateway, label: "gateway, access log off", kind: kindGateway, cpuLimit: 0.80, cpuIssue: "17",
 			logBlock: "  access_log = false\n"},
-		{key: "gateway-log-on", label: "gateway, access log on (json)", kind: kindGateway, cpuLimit: 1.20,
+		// The plain gateway with its upstream HTTP/1.1 pool switched off: every upstream
+		// request through net/http's Transport, as before issue 17.
+		{key: "gateway-nethttp", label: "gateway, access log off, upstream via net/http", kind: kindGateway, cpuLimit: 1.05, cpuIssue: "2",
+			logBlock: "  access_log = false\n", env: []string{upstreamNetHTTPEnv + "=1"}},
+		{key: "gateway-log-on", label: "gateway, access log on (json)", kind: kindGateway, cpuLimit: 1.20, cpuIssue: "2",
 			logBlock: "  access_log = true\n  format     = \"json\"\n"},
 		{key: "gateway-jwt", label: "gateway + JWT HS256", kind: kindGateway,
 			logBlock: "  access_log = false\n", features: []string{featJWT}, rpsGoal: 0.85, issue: "6",
@@ -96,7 +107,7 @@ func allTargets() []targetSpec {
 func targetGroups() map[string][]string {
 	return map[string][]string{
 		"all":      nil, // every target
-		"core":     {"direct", "floor", baseGateway, "gateway-log-on"},
+		"core":     {"direct", "floor", baseGateway, "gateway-nethttp", "gateway-log-on"},
 		"features": {baseGateway, "gateway-jwt", "gateway-breaker-retry", "gateway-redis-limit", "gateway-full", "gateway-trace-off", "gateway-trace-on", "gateway-mesh"},
 		"tracing":  {baseGateway, "gateway-trace-off", "gateway-trace-on"},
 	}

@@ -10,14 +10,14 @@ import (
 )
 
 func TestSelectTargets(t *testing.T) {
-	all := []string{"direct", "floor", "gateway-log-off", "gateway-log-on", "gateway-jwt", "gateway-breaker-retry", "gateway-redis-limit", "gateway-full", "gateway-trace-off", "gateway-trace-on", "gateway-mesh"}
+	all := []string{"direct", "floor", "gateway-log-off", "gateway-nethttp", "gateway-log-on", "gateway-jwt", "gateway-breaker-retry", "gateway-redis-limit", "gateway-full", "gateway-trace-off", "gateway-trace-on", "gateway-mesh"}
 	tests := []struct {
 		in      string
 		want    []string
 		wantErr bool
 	}{
 		{"all", all, false},
-		{"core", []string{"direct", "floor", "gateway-log-off", "gateway-log-on"}, false},
+		{"core", []string{"direct", "floor", "gateway-log-off", "gateway-nethttp", "gateway-log-on"}, false},
 		{"features", []string{"floor", "gateway-log-off", "gateway-jwt", "gateway-breaker-retry", "gateway-redis-limit", "gateway-full", "gateway-trace-off", "gateway-trace-on", "gateway-mesh"}, false},
 		{"tracing", []string{"floor", "gateway-log-off", "gateway-trace-off", "gateway-trace-on"}, false},
 		{"gateway-trace-on", []string{"floor", "gateway-log-off", "gateway-trace-on"}, false},

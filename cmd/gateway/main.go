@@ -292,7 +292,10 @@ func (c *cli) cmdRun(args []string) int {
 // the listeners are up. With a config path, SIGHUP reloads the config from it.
 func (c *cli) serve(cfg *config.Config, path string, started func(g *gateway.Gateway)) int {
 	logger := gateway.NewAppLogger(cfg.Log, c.stderr)
-	g, err := gateway.New(cfg, gateway.Options{Logger: logger, AccessLog: c.stdout, Version: versionString(version, readBuildInfo).Version, ConfigPath: path})
+	g, err := gateway.New(cfg, gateway.Options{Logger: logger, AccessLog: c.stdout, Version: versionString(version, readBuildInfo).Version, ConfigPath: path,
+		// GATEWAY_UPSTREAM_NETHTTP=1: upstream requests through net/http's Transport only
+		// (the gateway's own HTTP/1.1 pool off), for comparisons; docs/benchmarks.md.
+		UpstreamNetHTTP: os.Getenv("GATEWAY_UPSTREAM_NETHTTP") == "1"})
 	if err != nil {
 		fmt.Fprintln(c.stderr, err)
 		return exitError
