@@ -39,10 +39,11 @@ route "other" {
 }
 `
 
-// TestReloadKeepsUnchangedConsulWatchers reloads against a real Consul agent: the
-// unchanged service keeps its watcher, instance set and breaker state; the changed one
-// gets a new watcher that runs at once; the removed route's service is let go.
-func TestReloadKeepsUnchangedConsulWatchers(t *testing.T) {
+// startReloadConsul runs a gateway on reloadConsulConfig against a real Consul agent
+// where "echo" and "other" have one passing instance each, and waits until the gateway
+// has both. It returns the gateway, the config's variables and echo's backend.
+func startReloadConsul(t *testing.T) (*Gateway, map[string]string, *testServer) {
+	t.Helper()
 	agent := testenv.StartConsul(t)
 	c := consulClient(t, agent.Addr)
 	a, b := echoBackend(t, "a"), echoBackend(t, "b")
@@ -53,6 +54,14 @@ func TestReloadKeepsUnchangedConsulWatchers(t *testing.T) {
 	eventually(t, 20*time.Second, "both services have their instance", func() bool {
 		return g.Service("echo").Set.Len() == 1 && g.Service("other").Set.Len() == 1
 	})
+	return g, vars, a
+}
+
+// TestReloadKeepsUnchangedConsulWatchers reloads against a real Consul agent: the
+// unchanged service keeps its watcher, instance set and breaker state; the changed one
+// gets a new watcher that runs at once; the removed route's service is let go.
+func TestReloadKeepsUnchangedConsulWatchers(t *testing.T) {
+	g, vars, a := startReloadConsul(t)
 	echo, other := g.Service("echo"), g.Service("other")
 	echoWatcher := echo.watcher
 
@@ -111,16 +120,7 @@ route "static" {
 // metrics reading its running watcher; a reload that removes a service removes its
 // series (instances, upstream requests, Consul watch) from /metrics.
 func TestReloadMetricsOfFailedAndRemovedServices(t *testing.T) {
-	agent := testenv.StartConsul(t)
-	c := consulClient(t, agent.Addr)
-	a, b := echoBackend(t, "a"), echoBackend(t, "b")
-	registerTTL(t, c, "echo", a.Server, api.HealthPassing)
-	registerTTL(t, c, "other", b.Server, api.HealthPassing)
-	vars := map[string]string{"CONSUL": agent.Addr}
-	g, _, _, _ := runGateway(t, reloadConsulConfig, vars)
-	eventually(t, 20*time.Second, "both services have their instance", func() bool {
-		return g.Service("echo").Set.Len() == 1 && g.Service("other").Set.Len() == 1
-	})
+	g, vars, _ := startReloadConsul(t)
 	if resp, _ := get(t, "http://"+g.Addr()+"/other/x"); resp.StatusCode != 200 {
 		t.Fatalf("/other: %d", resp.StatusCode)
 	}
