@@ -5,6 +5,9 @@ import (
 	"unsafe"
 )
 
+// h1Peeks reports whether peekIdle can look at a resting connection (see h1peek_other.go).
+const h1Peeks = true
+
 // peekIdle reports what arrived on a pooled connection's socket fd while it rested:
 // nothing (nil: the connection is clean), bytes nobody asked for, or the upstream's close.
 // One non-blocking MSG_PEEK receive, which consumes nothing.

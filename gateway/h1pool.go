@@ -48,6 +48,7 @@ type h1Pool struct {
 	idle     map[string][]*h1Conn // by host:port, oldest first
 	sweep    *time.Timer          // closes connections idle past idleTimeout
 	sweeping bool                 // sweep is armed
+	closing  bool                 // CloseIdleConnections ran and no request came since
 }
 
 // newH1Pool builds the pool of a service in front of its Transport, with the
@@ -156,7 +157,7 @@ func (p *h1Pool) handles(req *http.Request) bool {
 // spaces: anything else (an IDN, say) is left to the Transport's own rules.
 func plainHost(h string) bool {
 	for i := 0; i < len(h); i++ {
-		if h[i] <= ' ' || h[i] >= 0x7f {
+		if h[i] <= ' ' || h[i] >= 0x7f || h[i] == '%' { // '%': an IPv6 zone, which the Transport strips
 			return false
 		}
 	}
@@ -260,6 +261,7 @@ func (p *h1Pool) release(c *h1Conn, stop func() bool, reuse bool) {
 // set, dials a new one.
 func (p *h1Pool) get(ctx context.Context, key string, fresh bool) (*h1Conn, bool, error) {
 	p.mu.Lock()
+	p.closing = false
 	if list := p.idle[key]; len(list) > 0 && !fresh {
 		c := list[len(list)-1]
 		list[len(list)-1] = nil
@@ -325,15 +327,17 @@ func (c *h1Conn) sendArmed(fd uintptr) bool {
 }
 
 // put keeps c idle for the next request, or closes it when its instance already has
-// maxIdle idle connections.
+// maxIdle idle connections, or when CloseIdleConnections ran since the last request
+// began (a retired service's pool must not fill again with the connections of the
+// requests it was still serving, as the Transport's do not).
 func (p *h1Pool) put(c *h1Conn) {
-	if p.maxIdle < 0 {
+	if p.maxIdle < 0 || c.raw == nil { // without its socket a resting connection cannot be checked
 		c.conn.Close()
 		return
 	}
 	p.mu.Lock()
 	list := p.idle[c.key]
-	if len(list) >= p.maxIdle {
+	if len(list) >= p.maxIdle || p.closing {
 		p.mu.Unlock()
 		c.conn.Close()
 		return
@@ -393,9 +397,11 @@ func (p *h1Pool) sweepIdle() {
 }
 
 // CloseIdleConnections closes every idle connection, the pool's and the Transport's.
-// Connections in use go back to the pool when their request ends.
+// Connections in use are closed when their request ends, unless another request came
+// in the meantime (then the pool is in use again), as the Transport does.
 func (p *h1Pool) CloseIdleConnections() {
 	p.mu.Lock()
+	p.closing = true
 	idle := p.idle
 	p.idle = map[string][]*h1Conn{}
 	p.sweeping = false

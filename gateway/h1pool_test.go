@@ -558,3 +558,72 @@ func TestH1PoolLeavesInvalidRequestsToTheTransport(t *testing.T) {
 		t.Fatal("a header name with a space passed validRequest")
 	}
 }
+
+// A pool whose idle connections were closed (a retired service's) does not fill again
+// with the connections of the requests still running: each is closed when its answer
+// ends, until a new request comes, as with the Transport.
+func TestH1PoolClosesWhatEndsAfterCloseIdle(t *testing.T) {
+	u := newRawUpstream(t, loop(func(*http.Request) string { return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" }))
+	p := newH1Pool(newTransport(config.Transport{MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, DialTimeout: 5 * time.Second}))
+	defer p.CloseIdleConnections()
+	idle := func() int {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return len(p.idle[u.addr])
+	}
+	get := func() *http.Response {
+		req, _ := http.NewRequest("GET", "http://"+u.addr+"/x", nil)
+		resp, err := p.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	resp := get()
+	p.CloseIdleConnections()
+	if b, err := io.ReadAll(resp.Body); err != nil || string(b) != "ok" {
+		t.Fatalf("body %q, %v", b, err)
+	}
+	resp.Body.Close()
+	if n := idle(); n != 0 {
+		t.Fatalf("%d idle connections after CloseIdleConnections and an answer that ended later; want 0", n)
+	}
+	select {
+	case <-u.gone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the upstream did not see the connection closed")
+	}
+	resp = get() // in use again: connections are kept
+	_, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if n := idle(); n != 1 {
+		t.Fatalf("%d idle connections after a new request, want 1", n)
+	}
+}
+
+// A connection the pool cannot look at while it rests (not a socket) is never reused:
+// bytes sent unasked for could otherwise pass for the next answer.
+func TestH1PoolReusesOnlyWhatItCanCheck(t *testing.T) {
+	u := newRawUpstream(t, loop(func(*http.Request) string { return "HTTP/1.1 204 No Content\r\n\r\n" }))
+	p := newH1Pool(newTransport(config.Transport{MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, DialTimeout: 5 * time.Second}))
+	defer p.CloseIdleConnections()
+	dial := p.dial
+	p.dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		return struct{ net.Conn }{c}, err // hides syscall.Conn
+	}
+	for range 2 {
+		req, _ := http.NewRequest("GET", "http://"+u.addr+"/x", nil)
+		resp, err := p.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if n := u.conns.Load(); n != 2 {
+		t.Fatalf("%d upstream connections for two requests, want 2 (none reused)", n)
+	}
+	if plainHost("[fe80::1%25eth0]:80") {
+		t.Error("a Host with an IPv6 zone is left to the pool; the Transport strips the zone")
+	}
+}

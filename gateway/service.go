@@ -58,12 +58,13 @@ func newTransport(t config.Transport) *http.Transport {
 // connect = true }) HTTP/1.1 over mutual TLS with the gateway's leaf, checking each
 // instance's certificate against the CA roots and the service's SPIFFE ID; otherwise
 // the plain pooled transport, fronted by the gateway's own HTTP/1.1 pool (h1Pool) for
-// the requests it serves — unless Options.UpstreamNetHTTP is set, or the service caps
-// its connections (max_conns_per_host: the Transport's queueing enforces it).
+// the requests it serves — unless Options.UpstreamNetHTTP is set, the service caps
+// its connections (max_conns_per_host: the Transport's queueing enforces it), or the
+// pool cannot check a resting connection on this system (h1Peeks).
 func (g *Gateway) transportFor(sc *config.Service) (upstreamTransport, bool) {
 	if sc.Consul == nil || !sc.Consul.Connect || g.disc == nil || g.disc.mesh == nil {
 		tr := newTransport(sc.Transport)
-		if g.netHTTP || sc.Transport.MaxConnsPerHost > 0 {
+		if g.netHTTP || sc.Transport.MaxConnsPerHost > 0 || !h1Peeks {
 			return tr, false
 		}
 		return newH1Pool(tr), false
