@@ -426,36 +426,37 @@ type h1Body struct {
 	stop  func() bool // unregisters the connection's abort
 	reuse bool
 	done  bool
+	end   error // what ended the body (io.EOF, a failure); reads after it return it again
 }
 
 func (b *h1Body) Read(p []byte) (int, error) {
 	if b.done {
-		return 0, http.ErrBodyReadAfterClose
+		return 0, b.end
 	}
 	n, err := b.rc.Read(p)
 	switch {
 	case err == io.EOF:
-		b.done = true
+		b.done, b.end = true, io.EOF
 		b.c.pool.release(b.c, b.stop, b.reuse)
 	case err != nil:
-		b.done = true
 		b.stop()
 		b.c.conn.Close()
 		if b.ctx.Err() != nil {
 			err = context.Cause(b.ctx)
 		}
+		b.done, b.end = true, err
 	}
 	return n, err
 }
 
 // Close closes the connection unless the body was read to its end (net/http's own
-// Close would read the rest first).
+// Close would read the rest first). Reads after Close fail as net/http's do.
 func (b *h1Body) Close() error {
 	if !b.done {
-		b.done = true
 		b.stop()
 		b.c.conn.Close()
 	}
+	b.done, b.end = true, http.ErrBodyReadAfterClose
 	return nil
 }
 

@@ -584,7 +584,13 @@ func TestH1PoolClosesWhatEndsAfterCloseIdle(t *testing.T) {
 	if b, err := io.ReadAll(resp.Body); err != nil || string(b) != "ok" {
 		t.Fatalf("body %q, %v", b, err)
 	}
+	if n, err := resp.Body.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("read after the end: %d, %v; want 0, EOF (as net/http)", n, err)
+	}
 	resp.Body.Close()
+	if n, err := resp.Body.Read(make([]byte, 1)); n != 0 || err != http.ErrBodyReadAfterClose {
+		t.Fatalf("read after Close: %d, %v; want ErrBodyReadAfterClose", n, err)
+	}
 	if n := idle(); n != 0 {
 		t.Fatalf("%d idle connections after CloseIdleConnections and an answer that ended later; want 0", n)
 	}
