@@ -38,6 +38,12 @@ route "s" {
   service = "s"
 }`
 
+// okAnswer is the raw upstream's plain answer: 200 with the body "ok".
+const okAnswer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+// answerOK answers every request with okAnswer.
+func answerOK(*http.Request) string { return okAnswer }
+
 // rawUpstream is an HTTP/1.1 upstream written by hand, so a test decides every byte of
 // its answers and sees what the gateway does with its connections.
 type rawUpstream struct {
@@ -221,7 +227,7 @@ func TestUpstreamFramingBothTransports(t *testing.T) {
 					case req.URL.Path == "/304":
 						return "HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\n\r\n"
 					}
-					return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+					return okAnswer
 				}))
 				resp, body := fetch(t, "HEAD", g.URL+"/x")
 				expect(t, resp, body, 200, "")
@@ -246,7 +252,7 @@ func TestUpstreamFramingBothTransports(t *testing.T) {
 				u, g := start(t, loop(func(*http.Request) string {
 					return "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n" +
 						"HTTP/1.1 100 Continue\r\n\r\n" +
-						"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+						okAnswer
 				}))
 				for range 2 {
 					resp, body := fetch(t, "GET", g.URL+"/x")
@@ -279,7 +285,7 @@ func TestUpstreamClosesIdleConnectionBothTransports(t *testing.T) {
 				closed := make(chan int, 8)
 				u := newRawUpstream(t, func(u *rawUpstream, n int, c net.Conn, br *bufio.Reader) {
 					if _, ok := u.next(n, br); ok {
-						_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+						_, _ = io.WriteString(c, okAnswer)
 					}
 					c.Close() // keep-alive was promised
 					closed <- n
@@ -301,7 +307,7 @@ func TestUpstreamClosesIdleConnectionBothTransports(t *testing.T) {
 				arrived.Add(3)
 				u := newRawUpstream(t, func(u *rawUpstream, n int, c net.Conn, br *bufio.Reader) {
 					if n > 3 {
-						loop(func(*http.Request) string { return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" })(u, n, c, br)
+						loop(answerOK)(u, n, c, br)
 						return
 					}
 					if _, ok := u.next(n, br); !ok {
@@ -309,7 +315,7 @@ func TestUpstreamClosesIdleConnectionBothTransports(t *testing.T) {
 					}
 					arrived.Done()
 					arrived.Wait()
-					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+					_, _ = io.WriteString(c, okAnswer)
 				})
 				g := startGatewayWith(t, fmt.Sprintf(poolConfig, ""), map[string]string{"A": u.addr}, Options{UpstreamNetHTTP: k.netHTTP})
 				var wg sync.WaitGroup
@@ -332,13 +338,13 @@ func TestUpstreamClosesIdleConnectionBothTransports(t *testing.T) {
 				idle, sent := make(chan struct{}), make(chan struct{})
 				u := newRawUpstream(t, func(u *rawUpstream, n int, c net.Conn, br *bufio.Reader) {
 					if n > 1 {
-						loop(func(*http.Request) string { return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" })(u, n, c, br)
+						loop(answerOK)(u, n, c, br)
 						return
 					}
 					if _, ok := u.next(n, br); !ok {
 						return
 					}
-					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+					_, _ = io.WriteString(c, okAnswer)
 					// Once the client has the answer (the connection is back in the pool), a
 					// second, unasked-for answer, as a confused or hostile upstream might send.
 					<-idle
@@ -373,7 +379,7 @@ func TestUpstreamClosesIdleConnectionBothTransports(t *testing.T) {
 						if n == 1 && i == 1 {
 							return
 						}
-						if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"); err != nil {
+						if _, err := io.WriteString(c, okAnswer); err != nil {
 							return
 						}
 					}
@@ -433,7 +439,7 @@ func TestUpstreamConnectionsGiveUpBothTransports(t *testing.T) {
 			})
 
 			t.Run("idle_conn_timeout", func(t *testing.T) {
-				u := newRawUpstream(t, loop(func(*http.Request) string { return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" }))
+				u := newRawUpstream(t, loop(answerOK))
 				g := startGatewayWith(t, fmt.Sprintf(poolConfig, "  transport {\n    idle_conn_timeout = \"100ms\"\n  }\n"),
 					map[string]string{"A": u.addr}, Options{UpstreamNetHTTP: k.netHTTP})
 				for i := range 2 {
@@ -451,7 +457,7 @@ func TestUpstreamConnectionsGiveUpBothTransports(t *testing.T) {
 			})
 
 			t.Run("CloseIdleConnections", func(t *testing.T) {
-				u := newRawUpstream(t, loop(func(*http.Request) string { return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" }))
+				u := newRawUpstream(t, loop(answerOK))
 				g := startGatewayWith(t, fmt.Sprintf(poolConfig, ""), map[string]string{"A": u.addr}, Options{UpstreamNetHTTP: k.netHTTP})
 				resp, body := fetch(t, "GET", g.URL+"/x")
 				expect(t, resp, body, 200, "ok")
@@ -563,7 +569,7 @@ func TestH1PoolLeavesInvalidRequestsToTheTransport(t *testing.T) {
 // with the connections of the requests still running: each is closed when its answer
 // ends, until a new request comes, as with the Transport.
 func TestH1PoolClosesWhatEndsAfterCloseIdle(t *testing.T) {
-	u := newRawUpstream(t, loop(func(*http.Request) string { return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" }))
+	u := newRawUpstream(t, loop(answerOK))
 	p := newH1Pool(newTransport(config.Transport{MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, DialTimeout: 5 * time.Second}))
 	defer p.CloseIdleConnections()
 	idle := func() int {
