@@ -99,21 +99,28 @@ func (b *batcher) run() {
 	t := time.NewTicker(b.batchTimeout)
 	defer t.Stop()
 	var spare []*record
+	full := min(b.queueSize, maxBatch)
 	for {
-		stopping := false
+		stopping, tick := false, false
 		var failed error
 		select {
 		case <-b.kick:
 		case <-t.C:
+			tick = true
 		case <-b.stop:
 			stopping = true
 		}
-		// Export everything waiting, a batch at a time, then answer the flushes that
-		// were waiting for it.
+		// Export the full batches waiting; on a tick also the partial batch, once; for
+		// a flush or the stop everything, a batch at a time, then answer the flushes
+		// that were waiting for it. A kick exports full batches only: under load,
+		// spans keep arriving while a batch is posted, and draining those too would
+		// post a few spans at a time, each post costing as much CPU as a full one.
 		for {
 			b.mu.Lock()
-			flushes := b.flushes
-			if len(b.batch) == 0 {
+			drain := stopping || tick || len(b.flushes) > 0
+			tick = false
+			if len(b.batch) == 0 || !drain && len(b.batch) < full {
+				flushes := b.flushes // empty unless the batch is
 				b.flushes = nil
 				b.mu.Unlock()
 				for _, f := range flushes {
@@ -149,9 +156,7 @@ func (b *batcher) run() {
 // counts its spans as dropped.
 func (b *batcher) export(spans []*record) error {
 	body := b.post.enc.encode(spans)
-	for _, r := range spans {
-		b.pool.put(r)
-	}
+	b.pool.put(spans...)
 	ctx, cancel := context.WithTimeout(context.Background(), b.exportTimeout)
 	defer cancel()
 	go func() {

@@ -18,7 +18,8 @@ import (
 // Life cycle: Start takes a record from the pool (spanPool.get) and fills what it
 // knows; End, once, fills the rest and hands the record to the batcher; the batcher's
 // goroutine encodes it and puts it back (spanPool.put). A record is written by one
-// goroutine at a time, each hand-off going through a mutex (the batcher's) or the pool.
+// goroutine at a time, each hand-off going through a mutex (the batcher's or the
+// pool's).
 // gen guards against a second End of the same span (a copied Request or Attempt):
 // Start remembers gen, End advances it with a compare-and-swap and only the End that
 // wins touches the record, so a stale copy can never write into a record that is
@@ -62,13 +63,31 @@ type spanData struct {
 	hasStatus                     bool
 }
 
-// spanPool is the tracer's pool of records.
-type spanPool struct{ p sync.Pool }
+// spanPool is the tracer's free list of records. The batcher's goroutine returns a
+// whole batch at once after encoding it, and requests take records one by one; a
+// mutex-guarded slice fits that better than a sync.Pool, whose per-P caches a bulk
+// Put from one goroutine overflows and which every GC empties: in the benchmarks a
+// sync.Pool still allocated most records anew.
+type spanPool struct {
+	mu   sync.Mutex
+	free []*record
+}
+
+// maxFree bounds the records kept for reuse (two full batches, ~0.6 MB); more are
+// left to the garbage collector.
+const maxFree = 2 * maxBatch
 
 // get returns an empty record and its generation, to be passed to end.
 func (sp *spanPool) get() (*record, uint64) {
-	r, ok := sp.p.Get().(*record)
-	if !ok {
+	var r *record
+	sp.mu.Lock()
+	if n := len(sp.free); n > 0 {
+		r = sp.free[n-1]
+		sp.free[n-1] = nil
+		sp.free = sp.free[:n-1]
+	}
+	sp.mu.Unlock()
+	if r == nil {
 		r = new(record)
 	}
 	return r, r.gen.Load()
@@ -80,10 +99,16 @@ func (r *record) end(gen uint64) bool {
 	return r.gen.CompareAndSwap(gen, gen+1)
 }
 
-// put empties r and returns it to the pool. Nothing may read or write r after.
-func (sp *spanPool) put(r *record) {
-	r.d = spanData{}
-	sp.p.Put(r)
+// put empties the records and keeps them for reuse. Nothing may read or write them
+// after.
+func (sp *spanPool) put(rs ...*record) {
+	for _, r := range rs {
+		r.d = spanData{} // no request's strings kept alive
+	}
+	sp.mu.Lock()
+	n := min(len(rs), maxFree-len(sp.free))
+	sp.free = append(sp.free, rs[:max(n, 0)]...)
+	sp.mu.Unlock()
 }
 
 // endTime is the span's end: its start plus the monotonic time since, as the SDK
