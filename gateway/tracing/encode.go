@@ -147,40 +147,50 @@ func appendAttributes(b []byte, d *spanData) []byte {
 }
 
 // A KeyValue is 1 key, 2 value (AnyValue: 1 string_value, 3 int_value); a value is
-// written even when it is proto3's default, as the SDK's attributes are.
+// written even when it is proto3's default, as the SDK's attributes are. The keys are
+// the package's constants, all shorter than 128 bytes: their length is one byte. Field
+// tags below 16 are one byte: field<<3 | wire type (0 varint, 2 length-delimited).
 
 // sizeStrAttr is the length of a KeyValue with a string value.
 func sizeStrAttr(key, val string) int {
-	return sizeKeyValue(key, protowire.SizeTag(1)+protowire.SizeBytes(len(val)))
+	return sizeKeyValue(key, 1+protowire.SizeBytes(len(val)))
 }
 
 func sizeKeyValue(key string, valueLen int) int {
-	return protowire.SizeTag(1) + protowire.SizeBytes(len(key)) + protowire.SizeTag(2) + protowire.SizeBytes(valueLen)
+	return 2 + len(key) + 1 + protowire.SizeBytes(valueLen)
 }
 
 // appendStrAttr appends a KeyValue with a string value as field num.
 func appendStrAttr(b []byte, num protowire.Number, key, val string) []byte {
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(sizeStrAttr(key, val)))
-	b = protowire.AppendTag(b, 1, protowire.BytesType)
-	b = protowire.AppendString(b, key)
-	b = protowire.AppendTag(b, 2, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(protowire.SizeTag(1)+protowire.SizeBytes(len(val))))
-	b = protowire.AppendTag(b, 1, protowire.BytesType)
-	return protowire.AppendString(b, val)
+	vlen := 1 + protowire.SizeBytes(len(val))
+	b = append(b, byte(num)<<3|2)
+	b = appendVarint(b, uint64(sizeKeyValue(key, vlen)))
+	b = append(b, 1<<3|2, byte(len(key)))
+	b = append(b, key...)
+	b = append(b, 2<<3|2)
+	b = appendVarint(b, uint64(vlen))
+	b = append(b, 1<<3|2)
+	b = appendVarint(b, uint64(len(val)))
+	return append(b, val...)
 }
 
 // appendIntAttr appends a KeyValue with an int value as field num.
 func appendIntAttr(b []byte, num protowire.Number, key string, val int64) []byte {
-	vlen := protowire.SizeTag(3) + protowire.SizeVarint(uint64(val))
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(sizeKeyValue(key, vlen)))
-	b = protowire.AppendTag(b, 1, protowire.BytesType)
-	b = protowire.AppendString(b, key)
-	b = protowire.AppendTag(b, 2, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(vlen))
-	b = protowire.AppendTag(b, 3, protowire.VarintType)
-	return protowire.AppendVarint(b, uint64(val))
+	vlen := 1 + protowire.SizeVarint(uint64(val))
+	b = append(b, byte(num)<<3|2)
+	b = appendVarint(b, uint64(sizeKeyValue(key, vlen)))
+	b = append(b, 1<<3|2, byte(len(key)))
+	b = append(b, key...)
+	b = append(b, 2<<3|2, byte(vlen), 3<<3|0)
+	return appendVarint(b, uint64(val))
+}
+
+// appendVarint is protowire.AppendVarint with the one-byte case inlined.
+func appendVarint(b []byte, v uint64) []byte {
+	if v < 0x80 {
+		return append(b, byte(v))
+	}
+	return protowire.AppendVarint(b, v)
 }
 
 // sizeString is the length of string field num as appendString writes it.
