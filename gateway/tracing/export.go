@@ -22,9 +22,8 @@ const maxBatch = 1024
 // them over OTLP/HTTP, a batch when maxBatch spans are waiting or every batchTimeout.
 // A request's add takes a mutex and appends to a slice: no channel hand-off and no
 // goroutine wake-up per span. Each batch is encoded once, then its records go back to
-// the pool before the body is posted. At most queueSize spans wait
-// (export in progress included); beyond that a span is dropped and counted
-// (queue_full). A batch the receiver refuses, or does not take within exportTimeout
+// the pool before the body is posted. At most queueSize spans wait (export in progress
+// included); beyond that a span is dropped and counted (queue_full). A batch the receiver refuses, or does not take within exportTimeout
 // (retries included), is dropped and counted (export_failed).
 type batcher struct {
 	post                        *poster
@@ -212,9 +211,10 @@ func (b *batcher) Shutdown(ctx context.Context) error {
 	}
 }
 
-// poster encodes batches (enc, used by the batcher's goroutine only) and sends them to the receiver: POST application/x-protobuf, retried
-// with backoff (0.5 s doubling up to 2 s, or the answer's Retry-After in seconds) on a
-// transport error or a 429, 502, 503 or 504 answer while the export's context allows.
+// poster holds the encoder (used by the batcher's goroutine only) and sends encoded
+// batches to the receiver: POST application/x-protobuf, retried with backoff (0.5 s
+// doubling up to 2 s, or the answer's Retry-After in seconds) on a transport error or a
+// 429, 502, 503 or 504 answer while the export's context allows.
 type poster struct {
 	url    string
 	client *http.Client
