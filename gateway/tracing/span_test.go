@@ -378,3 +378,28 @@ func TestRecordReuse(t *testing.T) {
 		}
 	}
 }
+
+// TestSampledRequestAllocations: with records on the free list, a sampled request's
+// server and client spans allocate nothing; what is left is the traceparent header
+// written upstream (its string and its slice), as for an unsampled request.
+func TestSampledRequestAllocations(t *testing.T) {
+	tr, _ := traced(t, Config{QueueSize: 1 << 16})
+	const runs = 500
+	free := make([]*record, 2*(runs+1))
+	for i := range free {
+		free[i] = new(record)
+	}
+	tr.pool.put(free...)
+	in, out := request(t, ""), request(t, "")
+	resp := &http.Response{StatusCode: 200}
+	e := Ended{Method: "GET", Route: "items", RoutePath: "/api/*", Path: "/api/items", Host: "gw:8080",
+		Service: "items", Instance: "127.0.0.1:9000", RequestID: "r", Status: 200}
+	n := testing.AllocsPerRun(runs, func() {
+		q := tr.StartRequest(in)
+		q.StartAttempt(out, "items", "127.0.0.1:9000", 1).End(resp, nil)
+		q.End(e)
+	})
+	if n > 2 {
+		t.Errorf("a sampled request allocates %v times, want at most the traceparent header's 2", n)
+	}
+}
