@@ -111,6 +111,10 @@ route "get-item" {
 		if server.Name != "GET get-item" {
 			t.Errorf("server span name %q", server.Name)
 		}
+		if server.TraceState != "vendor=x" || clients[0].TraceState != "vendor=x" || clients[1].TraceState != "vendor=x" {
+			t.Errorf("tracestate of the spans: server %q, clients %q %q; want the client's vendor=x",
+				server.TraceState, clients[0].TraceState, clients[1].TraceState)
+		}
 		for k, v := range map[string]string{
 			"http.request.method": "GET", "http.route": "/items/:id", "http.response.status_code": "200",
 			"url.path": "/items/7", "server.address": "127.0.0.1", "gateway.service": "items",
@@ -150,6 +154,14 @@ route "get-item" {
 		}
 		if !statuses["503"] || !statuses["200"] {
 			t.Errorf("client span statuses %v, want one 503 and one 200", statuses)
+		}
+		// The retry is the second attempt: resend_count 1 on the attempt that answered
+		// 200, none on the first, which answered 503 and is an error.
+		for _, c := range clients {
+			first := c.Attrs["http.response.status_code"] == "503"
+			if resend, ok := c.Attrs["http.request.resend_count"]; first == ok || !first && resend != "1" || c.StatusError != first {
+				t.Errorf("client span %s: status %s, resend_count %q (set: %v), error %v", c.SpanID, c.Attrs["http.response.status_code"], resend, ok, c.StatusError)
+			}
 		}
 		if c := clients[0].Attrs["gateway.instance"]; c == clients[1].Attrs["gateway.instance"] {
 			t.Errorf("both attempts at %s, want the retry on the other instance", c)

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -59,4 +60,32 @@ func BenchmarkRequestSpans(b *testing.B) {
 			b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
 		})
 	}
+}
+
+// BenchmarkEncode: the OTLP encoding of a full batch of a request's two spans
+// (maxBatch spans), per span.
+func BenchmarkEncode(b *testing.B) {
+	tr, err := New(Config{Endpoint: "http://127.0.0.1:1", SampleRatio: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tr.Shutdown(context.Background())
+	start := time.Now()
+	var recs []*record
+	for i := range maxBatch / 2 {
+		server, client := new(record), new(record)
+		server.d = spanData{tid: randomTraceID(), sid: randomSpanID(), flags: 1, kind: 2, start: start, end: start.UnixNano() + 1000,
+			name1: "GET", name2: "items", method: "GET", status: 200, path: "/api/items/" + strconv.Itoa(i), host: "gw.example:8080",
+			requestID: "01HZYX3J8Q5W2V7K9M4N6P0R1S", route: "/api/*", service: "items", instance: "127.0.0.1:9000", hasStatus: true}
+		client.d = spanData{tid: server.d.tid, sid: randomSpanID(), parent: server.d.sid, flags: 1, kind: 3, start: start, end: start.UnixNano() + 900,
+			name1: "GET", method: "GET", service: "items", instance: "127.0.0.1:9000", status: 200, hasStatus: true}
+		recs = append(recs, server, client)
+	}
+	e := encoder{res: resourceInfo{service: "gateway", version: "bench", scope: scopeName}}
+	b.ReportAllocs()
+	for b.Loop() {
+		e.encode(recs)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(recs)), "ns/span")
+	b.ReportMetric(float64(len(e.body))/float64(len(recs)), "bytes/span")
 }

@@ -1,200 +1,204 @@
 package tracing
 
 import (
-	"math"
-
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// The OTLP protobuf encoding of finished spans, written straight from the SDK's
-// ReadOnlySpan into reused buffers: the same bytes the otlptrace exporter's
-// transform-then-proto.Marshal produces, without building a message tree per span
-// (that tree and its marshalling were most of the export's cost on the gateway's CPU).
-// Field numbers are those of opentelemetry/proto/collector/trace/v1 and
-// opentelemetry/proto/{trace,common,resource}/v1.
+// The OTLP protobuf encoding of the recorded spans, written straight from the records
+// into reused buffers: the bytes proto.Marshal gives for the generated OTLP messages
+// of the same spans (the OTel SDK's otlptrace exporter builds those messages and
+// marshals them), without building a message tree per span. Field numbers are those
+// of opentelemetry/proto/collector/trace/v1 and opentelemetry/proto/{trace,common,
+// resource}/v1.
+
+// resourceInfo is what every span of a tracer shares: the resource's service.name and
+// service.version, and the instrumentation scope's name.
+type resourceInfo struct {
+	service, version, scope string
+}
 
 // encoder builds ExportTraceServiceRequest bodies. Not safe for concurrent use.
 type encoder struct {
+	res   resourceInfo
 	body  []byte // the request being built
 	spans []byte // the encoded spans of the request's one ScopeSpans
 	span  []byte // one span
-	tmp   []byte // one nested message inside a span (value, event)
 }
 
-// encode returns the ExportTraceServiceRequest of spans, valid until the next call.
-// The spans of one tracer share one resource and one instrumentation scope: those of
-// the first span are used.
-func (e *encoder) encode(spans []sdktrace.ReadOnlySpan) []byte {
+// encode returns the ExportTraceServiceRequest of the records, valid until the next
+// call. It only reads the records.
+func (e *encoder) encode(spans []*record) []byte {
 	e.spans = e.spans[:0]
-	for _, s := range spans {
-		e.span = e.appendSpan(e.span[:0], s)
+	for _, r := range spans {
+		e.span = appendSpan(e.span[:0], &r.d)
 		e.spans = protowire.AppendTag(e.spans, 2, protowire.BytesType) // ScopeSpans.spans
 		e.spans = protowire.AppendBytes(e.spans, e.span)
 	}
-	// ScopeSpans: 1 scope (InstrumentationScope: 1 name, 2 version), 2 spans, 3 schema_url.
-	var scope, res []byte
-	var schema string
-	if len(spans) > 0 {
-		sc := spans[0].InstrumentationScope()
-		scope = appendString(scope, 1, sc.Name)
-		scope = appendString(scope, 2, sc.Version)
-		schema = sc.SchemaURL
-		if r := spans[0].Resource(); r != nil {
-			for _, kv := range r.Attributes() {
-				res = e.appendKeyValue(res, 1, kv) // Resource.attributes
-			}
-		}
-	}
-	ss := protowire.SizeTag(1) + protowire.SizeBytes(len(scope)) + len(e.spans)
-	if schema != "" {
-		ss += protowire.SizeTag(3) + protowire.SizeBytes(len(schema))
-	}
-	rsLen := protowire.SizeTag(1) + protowire.SizeBytes(len(res)) + protowire.SizeTag(2) + protowire.SizeBytes(ss)
+	// Resource: 1 attributes (service.name, service.version: the SDK's resource sorts
+	// its attributes by key and keeps an empty value).
+	resLen := protowire.SizeTag(1) + protowire.SizeBytes(sizeStrAttr("service.name", e.res.service)) +
+		protowire.SizeTag(1) + protowire.SizeBytes(sizeStrAttr("service.version", e.res.version))
+	// ScopeSpans: 1 scope (InstrumentationScope: 1 name, 2 version, both empty but the
+	// name), 2 spans, 3 schema_url (empty).
+	scopeLen := sizeString(1, e.res.scope)
+	ss := protowire.SizeTag(1) + protowire.SizeBytes(scopeLen) + len(e.spans)
+	rsLen := protowire.SizeTag(1) + protowire.SizeBytes(resLen) + protowire.SizeTag(2) + protowire.SizeBytes(ss)
 	b := e.body[:0]
 	b = protowire.AppendTag(b, 1, protowire.BytesType) // ExportTraceServiceRequest.resource_spans
 	b = protowire.AppendVarint(b, uint64(rsLen))
 	b = protowire.AppendTag(b, 1, protowire.BytesType) // ResourceSpans.resource
-	b = protowire.AppendBytes(b, res)
+	b = protowire.AppendVarint(b, uint64(resLen))
+	b = appendStrAttr(b, 1, "service.name", e.res.service)
+	b = appendStrAttr(b, 1, "service.version", e.res.version)
 	b = protowire.AppendTag(b, 2, protowire.BytesType) // ResourceSpans.scope_spans
 	b = protowire.AppendVarint(b, uint64(ss))
 	b = protowire.AppendTag(b, 1, protowire.BytesType) // ScopeSpans.scope
-	b = protowire.AppendBytes(b, scope)
+	b = protowire.AppendVarint(b, uint64(scopeLen))
+	b = appendString(b, 1, e.res.scope)
 	b = append(b, e.spans...)
-	b = appendString(b, 3, schema)
 	e.body = b
 	return b
 }
 
 // appendSpan appends the fields of one Span message (without its tag and length).
-func (e *encoder) appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
-	sc := s.SpanContext()
-	tid, sid := sc.TraceID(), sc.SpanID()
+func appendSpan(b []byte, d *spanData) []byte {
 	b = protowire.AppendTag(b, 1, protowire.BytesType) // trace_id
-	b = protowire.AppendBytes(b, tid[:])
+	b = protowire.AppendBytes(b, d.tid[:])
 	b = protowire.AppendTag(b, 2, protowire.BytesType) // span_id
-	b = protowire.AppendBytes(b, sid[:])
-	if ts := sc.TraceState(); ts.Len() > 0 {
-		b = appendString(b, 3, ts.String()) // trace_state
-	}
-	parent := s.Parent()
-	if parent.SpanID().IsValid() {
-		pid := parent.SpanID()
+	b = protowire.AppendBytes(b, d.sid[:])
+	b = appendString(b, 3, d.state) // trace_state
+	if d.parent.IsValid() {
 		b = protowire.AppendTag(b, 4, protowire.BytesType) // parent_span_id
-		b = protowire.AppendBytes(b, pid[:])
+		b = protowire.AppendBytes(b, d.parent[:])
 	}
-	b = appendString(b, 5, s.Name())
-	if k := s.SpanKind(); k != trace.SpanKindUnspecified {
+	// name: name1, or name1 + " " + name2.
+	if n := len(d.name1); d.name2 != "" {
+		b = protowire.AppendTag(b, 5, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(n+1+len(d.name2)))
+		b = append(b, d.name1...)
+		b = append(b, ' ')
+		b = append(b, d.name2...)
+	} else {
+		b = appendString(b, 5, d.name1)
+	}
+	if d.kind != trace.SpanKindUnspecified {
 		b = protowire.AppendTag(b, 6, protowire.VarintType) // kind: the API's numbers are OTLP's
-		b = protowire.AppendVarint(b, uint64(k))
+		b = protowire.AppendVarint(b, uint64(d.kind))
 	}
 	b = protowire.AppendTag(b, 7, protowire.Fixed64Type) // start_time_unix_nano
-	b = protowire.AppendFixed64(b, unixNano(s.StartTime().UnixNano()))
+	b = protowire.AppendFixed64(b, unixNano(d.start.UnixNano()))
 	b = protowire.AppendTag(b, 8, protowire.Fixed64Type) // end_time_unix_nano
-	b = protowire.AppendFixed64(b, unixNano(s.EndTime().UnixNano()))
-	for _, kv := range s.Attributes() {
-		b = e.appendKeyValue(b, 9, kv)
-	}
-	b = appendUint(b, 10, s.DroppedAttributes())
-	for _, ev := range s.Events() {
-		// Event: 1 time_unix_nano, 2 name, 3 attributes, 4 dropped_attributes_count.
-		ev1 := protowire.AppendTag(nil, 1, protowire.Fixed64Type)
-		ev1 = protowire.AppendFixed64(ev1, unixNano(ev.Time.UnixNano()))
-		ev1 = appendString(ev1, 2, ev.Name)
-		for _, kv := range ev.Attributes {
-			ev1 = e.appendKeyValue(ev1, 3, kv)
-		}
-		ev1 = appendUint(ev1, 4, ev.DroppedAttributeCount)
-		b = protowire.AppendTag(b, 11, protowire.BytesType)
-		b = protowire.AppendBytes(b, ev1)
-	}
-	b = appendUint(b, 12, s.DroppedEvents())
-	// The gateway never links spans: links are counted as dropped, not encoded.
-	b = appendUint(b, 14, len(s.Links())+s.DroppedLinks())
-	if st := s.Status(); st.Code != codes.Unset {
-		// Status: 2 message, 3 code (OTLP: 1 ok, 2 error).
-		code := uint64(1)
-		if st.Code == codes.Error {
-			code = 2
-		}
-		m := appendString(nil, 2, st.Description)
-		m = protowire.AppendTag(m, 3, protowire.VarintType)
-		m = protowire.AppendVarint(m, code)
+	b = protowire.AppendFixed64(b, unixNano(d.end))
+	b = appendAttributes(b, d) // 9 attributes
+	if d.statusError {
+		// Status: 2 message, 3 code (OTLP: 2 error).
+		n := sizeString(2, d.statusMsg) + protowire.SizeTag(3) + protowire.SizeVarint(2)
 		b = protowire.AppendTag(b, 15, protowire.BytesType)
-		b = protowire.AppendBytes(b, m)
+		b = protowire.AppendVarint(b, uint64(n))
+		b = appendString(b, 2, d.statusMsg)
+		b = protowire.AppendTag(b, 3, protowire.VarintType)
+		b = protowire.AppendVarint(b, 2)
 	}
 	// flags: the W3C trace flags, and whether the parent is remote (bits 8 and 9).
-	flags := uint32(sc.TraceFlags()) | 0x100
-	if parent.IsRemote() {
+	flags := uint32(d.flags) | 0x100
+	if d.remote {
 		flags |= 0x200
 	}
 	b = protowire.AppendTag(b, 16, protowire.Fixed32Type)
 	return protowire.AppendFixed32(b, flags)
 }
 
-// appendKeyValue appends a KeyValue (1 key, 2 value) as field num of the enclosing message.
-func (e *encoder) appendKeyValue(b []byte, num protowire.Number, kv attribute.KeyValue) []byte {
-	e.tmp = appendAnyValue(e.tmp[:0], kv.Value)
-	key := string(kv.Key)
-	n := protowire.SizeTag(1) + protowire.SizeBytes(len(key)) + protowire.SizeTag(2) + protowire.SizeBytes(len(e.tmp))
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(n))
-	b = protowire.AppendTag(b, 1, protowire.BytesType)
-	b = protowire.AppendString(b, key)
-	b = protowire.AppendTag(b, 2, protowire.BytesType)
-	return protowire.AppendBytes(b, e.tmp)
+// appendAttributes appends a span's attributes (Span field 9), in the order the
+// gateway has always set them; see spanData.
+func appendAttributes(b []byte, d *spanData) []byte {
+	b = appendStrAttr(b, 9, "http.request.method", d.method)
+	if d.kind == trace.SpanKindServer {
+		b = appendIntAttr(b, 9, "http.response.status_code", int64(d.status))
+		b = appendStrAttr(b, 9, "url.path", d.path)
+		b = appendStrAttr(b, 9, "server.address", hostOnly(d.host))
+		b = appendStrAttr(b, 9, "gateway.request_id", d.requestID)
+		if d.route != "" {
+			b = appendStrAttr(b, 9, "http.route", d.route)
+		}
+		if d.service != "" {
+			b = appendStrAttr(b, 9, "gateway.service", d.service)
+		}
+		if d.instance != "" {
+			b = appendStrAttr(b, 9, "gateway.instance", d.instance)
+		}
+		return b
+	}
+	host, port := splitHostPort(d.instance)
+	b = appendStrAttr(b, 9, "server.address", host)
+	b = appendIntAttr(b, 9, "server.port", int64(port))
+	b = appendStrAttr(b, 9, "gateway.service", d.service)
+	b = appendStrAttr(b, 9, "gateway.instance", d.instance)
+	if d.resend > 0 {
+		b = appendIntAttr(b, 9, "http.request.resend_count", int64(d.resend))
+	}
+	switch {
+	case d.errType != "":
+		b = appendStrAttr(b, 9, "error.type", d.errType)
+	case d.hasStatus:
+		b = appendIntAttr(b, 9, "http.response.status_code", int64(d.status))
+	}
+	return b
 }
 
-// appendAnyValue appends the fields of an AnyValue: 1 string, 2 bool, 3 int, 4 double,
-// 5 array (ArrayValue: 1 repeated AnyValue).
-func appendAnyValue(b []byte, v attribute.Value) []byte {
-	switch v.Type() {
-	case attribute.STRING:
-		b = protowire.AppendTag(b, 1, protowire.BytesType)
-		return protowire.AppendString(b, v.AsString())
-	case attribute.BOOL:
-		b = protowire.AppendTag(b, 2, protowire.VarintType)
-		return protowire.AppendVarint(b, protowire.EncodeBool(v.AsBool()))
-	case attribute.INT64:
-		b = protowire.AppendTag(b, 3, protowire.VarintType)
-		return protowire.AppendVarint(b, uint64(v.AsInt64()))
-	case attribute.FLOAT64:
-		b = protowire.AppendTag(b, 4, protowire.Fixed64Type)
-		return protowire.AppendFixed64(b, math.Float64bits(v.AsFloat64()))
-	case attribute.BOOLSLICE, attribute.INT64SLICE, attribute.FLOAT64SLICE, attribute.STRINGSLICE:
-		var arr []byte
-		each := func(x attribute.Value) {
-			el := appendAnyValue(nil, x)
-			arr = protowire.AppendTag(arr, 1, protowire.BytesType)
-			arr = protowire.AppendBytes(arr, el)
-		}
-		switch v.Type() {
-		case attribute.BOOLSLICE:
-			for _, x := range v.AsBoolSlice() {
-				each(attribute.BoolValue(x))
-			}
-		case attribute.INT64SLICE:
-			for _, x := range v.AsInt64Slice() {
-				each(attribute.Int64Value(x))
-			}
-		case attribute.FLOAT64SLICE:
-			for _, x := range v.AsFloat64Slice() {
-				each(attribute.Float64Value(x))
-			}
-		default:
-			for _, x := range v.AsStringSlice() {
-				each(attribute.StringValue(x))
-			}
-		}
-		b = protowire.AppendTag(b, 5, protowire.BytesType)
-		return protowire.AppendBytes(b, arr)
+// A KeyValue is 1 key, 2 value (AnyValue: 1 string_value, 3 int_value); a value is
+// written even when it is proto3's default, as the SDK's attributes are. The keys are
+// the package's constants, all shorter than 128 bytes: their length is one byte. Field
+// tags below 16 are one byte: field<<3 | wire type (0 varint, 2 length-delimited).
+
+// sizeStrAttr is the length of a KeyValue with a string value.
+func sizeStrAttr(key, val string) int {
+	return sizeKeyValue(key, 1+protowire.SizeBytes(len(val)))
+}
+
+func sizeKeyValue(key string, valueLen int) int {
+	return 2 + len(key) + 1 + protowire.SizeBytes(valueLen)
+}
+
+// appendStrAttr appends a KeyValue with a string value as field num.
+func appendStrAttr(b []byte, num protowire.Number, key, val string) []byte {
+	vlen := 1 + protowire.SizeBytes(len(val))
+	b = append(b, byte(num)<<3|2)
+	b = appendVarint(b, uint64(sizeKeyValue(key, vlen)))
+	b = append(b, 1<<3|2, byte(len(key)))
+	b = append(b, key...)
+	b = append(b, 2<<3|2)
+	b = appendVarint(b, uint64(vlen))
+	b = append(b, 1<<3|2)
+	b = appendVarint(b, uint64(len(val)))
+	return append(b, val...)
+}
+
+// appendIntAttr appends a KeyValue with an int value as field num.
+func appendIntAttr(b []byte, num protowire.Number, key string, val int64) []byte {
+	vlen := 1 + protowire.SizeVarint(uint64(val))
+	b = append(b, byte(num)<<3|2)
+	b = appendVarint(b, uint64(sizeKeyValue(key, vlen)))
+	b = append(b, 1<<3|2, byte(len(key)))
+	b = append(b, key...)
+	b = append(b, 2<<3|2, byte(vlen), 3<<3|0)
+	return appendVarint(b, uint64(val))
+}
+
+// appendVarint is protowire.AppendVarint with the one-byte case inlined.
+func appendVarint(b []byte, v uint64) []byte {
+	if v < 0x80 {
+		return append(b, byte(v))
 	}
-	// Any other kind is sent as its string form.
-	b = protowire.AppendTag(b, 1, protowire.BytesType)
-	return protowire.AppendString(b, v.Emit())
+	return protowire.AppendVarint(b, v)
+}
+
+// sizeString is the length of string field num as appendString writes it.
+func sizeString(num protowire.Number, s string) int {
+	if s == "" {
+		return 0
+	}
+	return protowire.SizeTag(num) + protowire.SizeBytes(len(s))
 }
 
 // appendString appends a string field, nothing for "" (proto3's default).
@@ -204,15 +208,6 @@ func appendString(b []byte, num protowire.Number, s string) []byte {
 	}
 	b = protowire.AppendTag(b, num, protowire.BytesType)
 	return protowire.AppendString(b, s)
-}
-
-// appendUint appends a uint32 field, nothing for 0.
-func appendUint(b []byte, num protowire.Number, n int) []byte {
-	if n <= 0 {
-		return b
-	}
-	b = protowire.AppendTag(b, num, protowire.VarintType)
-	return protowire.AppendVarint(b, uint64(n))
 }
 
 func unixNano(n int64) uint64 {

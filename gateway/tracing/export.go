@@ -13,28 +13,28 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
 // maxBatch is the most spans one export request carries.
 const maxBatch = 1024
 
-// batcher is the span processor: it collects finished sampled spans and one goroutine
-// of its own exports them over OTLP/HTTP, a batch when maxBatch spans are waiting or
-// every batchTimeout. A request's OnEnd takes a mutex and appends to a slice: no
-// channel hand-off and no goroutine wake-up per span. At most queueSize spans wait
-// (export in progress included); beyond that a span is dropped and counted
-// (queue_full). A batch the receiver refuses, or does not take within exportTimeout
+// batcher collects the records of ended spans and one goroutine of its own exports
+// them over OTLP/HTTP, a batch when maxBatch spans are waiting or every batchTimeout.
+// A request's add takes a mutex and appends to a slice: no channel hand-off and no
+// goroutine wake-up per span. Each batch is encoded once, then its records go back to
+// the pool before the body is posted. At most queueSize spans wait (export in progress
+// included); beyond that a span is dropped and counted (queue_full). A batch the receiver refuses, or does not take within exportTimeout
 // (retries included), is dropped and counted (export_failed).
 type batcher struct {
 	post                        *poster
+	pool                        *spanPool
 	queueSize                   int
 	batchTimeout, exportTimeout time.Duration
 	queueFull, exportFailed     prometheus.Counter
 
 	mu       sync.Mutex
-	batch    []sdktrace.ReadOnlySpan // waiting
-	inFlight int                     // spans being exported
+	batch    []*record // waiting
+	inFlight int       // spans being exported
 	stopped  bool
 	flushes  []*flushReq // ForceFlush calls waiting for everything before them
 
@@ -52,33 +52,32 @@ type flushReq struct {
 	err  error
 }
 
-func newBatcher(post *poster, queueSize int, batchTimeout, exportTimeout time.Duration, queueFull, exportFailed prometheus.Counter) *batcher {
+func newBatcher(post *poster, pool *spanPool, queueSize int, batchTimeout, exportTimeout time.Duration, queueFull, exportFailed prometheus.Counter) *batcher {
 	b := &batcher{
-		post: post, queueSize: queueSize, batchTimeout: batchTimeout, exportTimeout: exportTimeout,
+		post: post, pool: pool, queueSize: queueSize, batchTimeout: batchTimeout, exportTimeout: exportTimeout,
 		queueFull: queueFull, exportFailed: exportFailed,
-		batch: make([]sdktrace.ReadOnlySpan, 0, min(queueSize, maxBatch)),
+		batch: make([]*record, 0, min(queueSize, maxBatch)),
 		kick:  make(chan struct{}, 1), stop: make(chan struct{}), kill: make(chan struct{}), done: make(chan struct{}),
 	}
 	go b.run()
 	return b
 }
 
-// OnStart does nothing: spans are collected when they end.
-func (b *batcher) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
-
-// OnEnd queues a sampled span, or drops and counts it when the queue is full or the
-// tracer is shut down. It never waits for the export.
-func (b *batcher) OnEnd(s sdktrace.ReadOnlySpan) {
-	if !s.SpanContext().IsSampled() {
-		return
-	}
+// add queues an ended span's record, or drops it when the queue is full (counted:
+// queue_full) or the tracer is shut down (not counted). It never waits for the export.
+// The record is the batcher's from then on.
+func (b *batcher) add(r *record) {
 	b.mu.Lock()
 	if b.stopped || len(b.batch)+b.inFlight >= b.queueSize {
+		stopped := b.stopped
 		b.mu.Unlock()
-		b.queueFull.Inc()
+		b.pool.put(r)
+		if !stopped {
+			b.queueFull.Inc()
+		}
 		return
 	}
-	b.batch = append(b.batch, s)
+	b.batch = append(b.batch, r)
 	full := len(b.batch) == min(b.queueSize, maxBatch)
 	b.mu.Unlock()
 	if full {
@@ -98,22 +97,29 @@ func (b *batcher) run() {
 	defer close(b.done)
 	t := time.NewTicker(b.batchTimeout)
 	defer t.Stop()
-	var spare []sdktrace.ReadOnlySpan
+	var spare []*record
+	full := min(b.queueSize, maxBatch)
 	for {
-		stopping := false
+		stopping, tick := false, false
 		var failed error
 		select {
 		case <-b.kick:
 		case <-t.C:
+			tick = true
 		case <-b.stop:
 			stopping = true
 		}
-		// Export everything waiting, a batch at a time, then answer the flushes that
-		// were waiting for it.
+		// Export the full batches waiting; on a tick also the partial batch, once; for
+		// a flush or the stop everything, a batch at a time, then answer the flushes
+		// that were waiting for it. A kick exports full batches only: under load,
+		// spans keep arriving while a batch is posted, and draining those too would
+		// post a few spans at a time, each post costing as much CPU as a full one.
 		for {
 			b.mu.Lock()
-			flushes := b.flushes
-			if len(b.batch) == 0 {
+			drain := stopping || tick || len(b.flushes) > 0
+			tick = false
+			if len(b.batch) == 0 || !drain && len(b.batch) < full {
+				flushes := b.flushes // empty unless the batch is
 				b.flushes = nil
 				b.mu.Unlock()
 				for _, f := range flushes {
@@ -133,7 +139,7 @@ func (b *batcher) run() {
 			if err := b.export(out); err != nil && failed == nil {
 				failed = err
 			}
-			clear(out) // let the spans be collected
+			clear(out) // the records are back in the pool
 			spare = out
 			b.mu.Lock()
 			b.inFlight = 0
@@ -145,8 +151,11 @@ func (b *batcher) run() {
 	}
 }
 
-// export posts one batch; a failure counts its spans as dropped.
-func (b *batcher) export(spans []sdktrace.ReadOnlySpan) error {
+// export encodes one batch, returns its records to the pool and posts it; a failure
+// counts its spans as dropped.
+func (b *batcher) export(spans []*record) error {
+	body := b.post.enc.encode(spans)
+	b.pool.put(spans...)
 	ctx, cancel := context.WithTimeout(context.Background(), b.exportTimeout)
 	defer cancel()
 	go func() {
@@ -156,7 +165,7 @@ func (b *batcher) export(spans []sdktrace.ReadOnlySpan) error {
 		case <-ctx.Done():
 		}
 	}()
-	err := b.post.send(ctx, spans)
+	err := b.post.send(ctx, body)
 	if err != nil {
 		b.exportFailed.Add(float64(len(spans)))
 		b.post.logFailure(len(spans), err)
@@ -202,9 +211,10 @@ func (b *batcher) Shutdown(ctx context.Context) error {
 	}
 }
 
-// poster sends encoded batches to the receiver: POST application/x-protobuf, retried
-// with backoff (0.5 s doubling up to 2 s, or the answer's Retry-After in seconds) on a
-// transport error or a 429, 502, 503 or 504 answer while the export's context allows.
+// poster holds the encoder (used by the batcher's goroutine only) and sends encoded
+// batches to the receiver: POST application/x-protobuf, retried with backoff (0.5 s
+// doubling up to 2 s, or the answer's Retry-After in seconds) on a transport error or a
+// 429, 502, 503 or 504 answer while the export's context allows.
 type poster struct {
 	url    string
 	client *http.Client
@@ -215,9 +225,9 @@ type poster struct {
 	lastLog time.Time
 }
 
-func newPoster(url string, log hclog.Logger) *poster {
+func newPoster(url string, log hclog.Logger, res resourceInfo) *poster {
 	return &poster{
-		url: url, log: log,
+		url: url, log: log, enc: encoder{res: res},
 		client: &http.Client{Transport: &http.Transport{
 			Proxy:               http.ProxyFromEnvironment,
 			MaxIdleConnsPerHost: 2,
@@ -227,8 +237,8 @@ func newPoster(url string, log hclog.Logger) *poster {
 	}
 }
 
-func (p *poster) send(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
-	body := p.enc.encode(spans)
+// send posts body, retrying as described on poster.
+func (p *poster) send(ctx context.Context, body []byte) error {
 	backoff := 500 * time.Millisecond
 	for {
 		retry, after, err := p.post(ctx, body)

@@ -2,8 +2,10 @@ package tracing
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -53,5 +55,58 @@ func TestExportRetriesTransientRefusals(t *testing.T) {
 	}
 	if n := counter(t, tr, "export_failed"); n != 1 {
 		t.Errorf("export_failed = %v, want 1", n)
+	}
+}
+
+// TestFullBatchesFirst: a full batch is exported as soon as it is full; spans that
+// end while it is posted wait for the next full batch (or the tick, or a flush) rather
+// than being posted a few at a time.
+func TestFullBatchesFirst(t *testing.T) {
+	recv := otlprecv.Start()
+	defer recv.Close()
+	arrived, release := make(chan struct{}), make(chan struct{})
+	var mu sync.Mutex
+	var sizes []int // spans per export
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(sizes) == 0 {
+			close(arrived)
+			<-release
+		}
+		before := len(recv.Spans())
+		recv.ServeHTTP(w, r)
+		sizes = append(sizes, len(recv.Spans())-before)
+	}))
+	defer front.Close()
+	tr, err := New(Config{Endpoint: front.URL, SampleRatio: 1, BatchTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Shutdown(context.Background())
+	end := func(n int) {
+		for range n {
+			tr.StartRequest(request(t, "")).End(Ended{Method: "GET", Status: 200})
+		}
+	}
+	end(maxBatch)
+	<-arrived // the first batch is being posted
+	end(10)
+	close(release)
+	// Once the first export is over, the 10 spans wait: no kick, no tick, no flush.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Millisecond) {
+		tr.batcher.mu.Lock()
+		idle := tr.batcher.inFlight == 0
+		tr.batcher.mu.Unlock()
+		if idle || time.Now().After(deadline) {
+			break
+		}
+	}
+	end(maxBatch - 10 + 5) // a second full batch, and 5 spans
+	flush(t, tr)
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(sizes) != fmt.Sprint([]int{maxBatch, maxBatch, 5}) {
+		t.Errorf("spans per export %v, want %d, %d, then 5 at the flush", sizes, maxBatch, maxBatch)
 	}
 }

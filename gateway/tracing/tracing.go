@@ -1,7 +1,13 @@
-// Package tracing gives the gateway OpenTelemetry spans with a narrow API: a server span
-// per request (Tracer.StartRequest, Request.End), a client span per upstream attempt
-// (Request.StartAttempt, Attempt.End), W3C trace-context propagation in and out, and
-// batched OTLP/HTTP export that never blocks a request.
+// Package tracing gives the gateway OpenTelemetry traces with a narrow API: a server
+// span per request (Tracer.StartRequest, Request.End), a client span per upstream
+// attempt (Request.StartAttempt, Attempt.End), W3C trace-context propagation in and
+// out, and batched OTLP/HTTP export that never blocks a request.
+//
+// The package records the spans itself, in pooled records, with the OpenTelemetry API's
+// types (trace ids, span ids, span context, trace state) and its W3C TraceContext
+// propagator, and encodes them straight into OTLP protobuf: the OpenTelemetry SDK's
+// span objects, attributes and processors cost more CPU per request than the rest of
+// the tracing together.
 //
 // The zero Request and the zero Attempt are valid and do nothing, so the proxy calls
 // them unconditionally and a gateway without a tracing block pays one nil check.
@@ -14,26 +20,20 @@ package tracing
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -62,16 +62,19 @@ type Config struct {
 }
 
 // Tracer starts spans and exports them. Build it with New, stop it with Shutdown.
+//
+// The spans are the tracer's own records (see record), not the OpenTelemetry SDK's:
+// the ids, span context and propagation are the OpenTelemetry API's types and its W3C
+// TraceContext propagator, the sampling decision is the SDK's
+// ParentBased(TraceIDRatioBased) one, and the export encodes the records straight
+// into OTLP protobuf.
 type Tracer struct {
-	provider *sdktrace.TracerProvider
-	tracer   trace.Tracer
-	prop     propagation.TextMapPropagator
-	batcher  *batcher
-	dropped  *prometheus.CounterVec
-	never    bool      // SampleRatio is 0: only a sampled parent makes a recorded trace
-	attrs    sync.Pool // *[]attribute.KeyValue, see getAttrs
-
-	serverOpts, clientOpts []trace.SpanStartOption // built once: options box into interfaces
+	prop    propagation.TraceContext
+	sampler ratioSampler
+	pool    *spanPool
+	batcher *batcher
+	dropped *prometheus.CounterVec
+	shut    atomic.Bool
 }
 
 // New starts a tracer exporting to cfg.Endpoint. Nothing is dialled until the first
@@ -96,11 +99,7 @@ func New(cfg Config) (*Tracer, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Tracer{
-		prop: propagation.TraceContext{}, never: cfg.SampleRatio <= 0,
-		serverOpts: []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)},
-		clientOpts: []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)},
-	}
+	t := &Tracer{sampler: newRatioSampler(cfg.SampleRatio), pool: new(spanPool)}
 	t.dropped = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gateway_tracing_spans_dropped_total",
 		Help: "Finished spans that were never exported: queue_full (the export queue was full) or export_failed (the receiver refused or was unreachable).",
@@ -111,19 +110,13 @@ func New(cfg Config) (*Tracer, error) {
 			return nil, fmt.Errorf("tracing: %w", err)
 		}
 	}
-	t.batcher = newBatcher(newPoster(endpoint, cfg.Logger), cfg.QueueSize, cfg.BatchTimeout, cfg.ExportTimeout, queueFull, exportFailed)
-	res := resource.NewSchemaless(
-		attribute.String("service.name", cfg.ServiceName),
-		attribute.String("service.version", cfg.ServiceVersion),
-	)
-	t.provider = sdktrace.NewTracerProvider(
-		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(cfg.SampleRatio))),
-		sdktrace.WithSpanProcessor(t.batcher),
-		sdktrace.WithResource(res),
-	)
-	t.tracer = t.provider.Tracer("github.com/infinityxone/gateway")
+	post := newPoster(endpoint, cfg.Logger, resourceInfo{service: cfg.ServiceName, version: cfg.ServiceVersion, scope: scopeName})
+	t.batcher = newBatcher(post, t.pool, cfg.QueueSize, cfg.BatchTimeout, cfg.ExportTimeout, queueFull, exportFailed)
 	return t, nil
 }
+
+// scopeName is the instrumentation scope of the gateway's spans.
+const scopeName = "github.com/infinityxone/gateway"
 
 // tracesURL turns an OTLP base URL into the traces URL.
 func tracesURL(base string) (string, error) {
@@ -137,61 +130,71 @@ func tracesURL(base string) (string, error) {
 	return u.String(), nil
 }
 
-// Shutdown exports what is queued (within ctx) and stops the exporter.
+// Shutdown exports what is queued (within ctx) and stops the exporter. Spans that end
+// afterwards are discarded; a second Shutdown returns nil at once.
 func (t *Tracer) Shutdown(ctx context.Context) error {
-	return t.provider.Shutdown(ctx)
+	if !t.shut.CompareAndSwap(false, true) {
+		return nil
+	}
+	return t.batcher.Shutdown(ctx)
 }
 
 // ForceFlush exports every span finished so far (within ctx).
 func (t *Tracer) ForceFlush(ctx context.Context) error {
-	return t.provider.ForceFlush(ctx)
+	if t.shut.Load() {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return t.batcher.ForceFlush(ctx)
 }
 
 // Request is the trace of one request: its server span and the context that parents
 // the request's client spans. The zero Request does nothing.
 type Request struct {
-	t    *Tracer
-	ctx  context.Context
-	span trace.Span        // nil for a trace that the sampler would drop anyway
-	sc   trace.SpanContext // the server span's context
+	t     *Tracer
+	rec   *record // the server span's record; nil when the trace is not sampled
+	gen   uint64  // rec's generation at the start
+	tid   trace.TraceID
+	sid   trace.SpanID // the server span's id
+	flags trace.TraceFlags
+	state string // the tracestate
 }
 
 // StartRequest continues the trace of r's traceparent/tracestate (or starts one) with a
 // server span. The span is named by End, once the route is known.
 func (t *Tracer) StartRequest(r *http.Request) Request {
-	var ctx context.Context = context.Background()
+	var parent trace.SpanContext
 	if _, ok := r.Header["Traceparent"]; ok {
-		ctx = t.prop.Extract(ctx, propagation.HeaderCarrier(r.Header))
+		parent = trace.SpanContextFromContext(t.prop.Extract(context.Background(), propagation.HeaderCarrier(r.Header)))
 	}
-	// Parent-based sampling drops a request whose parent is unsampled, and one without a
-	// parent when the ratio is 0: such a request needs no span from the SDK, only ids.
-	if parent := trace.SpanContextFromContext(ctx); parent.IsValid() && !parent.IsSampled() || !parent.IsValid() && t.never {
-		tid := parent.TraceID()
-		if !parent.IsValid() {
-			tid = randomTraceID()
+	q := Request{t: t, sid: randomSpanID()}
+	var sampled bool
+	if parent.IsValid() {
+		// Parent-based: the client's decision stands.
+		q.tid, q.flags, sampled = parent.TraceID(), parent.TraceFlags(), parent.IsSampled()
+		if ts := parent.TraceState(); ts.Len() > 0 {
+			q.state = ts.String()
 		}
-		sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: randomSpanID(), TraceState: parent.TraceState()})
-		return Request{t: t, sc: sc}
+	} else {
+		q.tid = randomTraceID()
+		sampled = t.sampler.sampled(q.tid)
 	}
-	ctx, span := t.tracer.Start(ctx, r.Method, t.serverOpts...)
-	return Request{t: t, ctx: ctx, span: span, sc: span.SpanContext()}
-}
-
-func randomSpanID() trace.SpanID {
-	var id trace.SpanID
-	for id == (trace.SpanID{}) {
-		binary.BigEndian.PutUint64(id[:], rand.Uint64())
+	if !sampled {
+		// Not recorded: only the ids, to propagate upstream and to log.
+		q.flags &^= trace.FlagsSampled
+		return q
 	}
-	return id
-}
-
-func randomTraceID() trace.TraceID {
-	var id trace.TraceID
-	for id == (trace.TraceID{}) {
-		binary.BigEndian.PutUint64(id[:8], rand.Uint64())
-		binary.BigEndian.PutUint64(id[8:], rand.Uint64())
+	q.flags |= trace.FlagsSampled
+	q.rec, q.gen = t.pool.get()
+	d := &q.rec.d
+	d.tid, d.sid, d.flags, d.state = q.tid, q.sid, q.flags, q.state
+	if parent.IsValid() {
+		d.parent, d.remote = parent.SpanID(), parent.IsRemote()
 	}
-	return id
+	d.kind, d.name1, d.start = trace.SpanKindServer, r.Method, time.Now()
+	return q
 }
 
 // Active reports whether the request is traced at all (sampled or not).
@@ -202,7 +205,7 @@ func (q Request) TraceID() string {
 	if q.t == nil {
 		return ""
 	}
-	return q.sc.TraceID().String()
+	return q.tid.String()
 }
 
 // AppendTraceID appends the trace id in hex to b (nothing without tracing).
@@ -210,8 +213,7 @@ func (q Request) AppendTraceID(b []byte) []byte {
 	if q.t == nil {
 		return b
 	}
-	id := q.sc.TraceID()
-	return hex.AppendEncode(b, id[:])
+	return hex.AppendEncode(b, q.tid[:])
 }
 
 // Ended describes a finished request for its server span.
@@ -221,66 +223,30 @@ type Ended struct {
 	Status                               int
 }
 
-// End names the server span "METHOD route" and records the HTTP attributes.
+// End names the server span "METHOD route" (the method alone without a route),
+// records the HTTP attributes and hands the span to the exporter. Only the first End
+// of a Request counts.
 func (q Request) End(e Ended) {
-	if q.span == nil {
+	if q.rec == nil || !q.rec.end(q.gen) {
 		return
 	}
-	if q.span.IsRecording() {
-		if e.Route != "" {
-			q.span.SetName(e.Method + " " + e.Route)
-		}
-		attrs := q.t.getAttrs()
-		*attrs = append(*attrs,
-			attribute.String("http.request.method", e.Method),
-			attribute.Int("http.response.status_code", e.Status),
-			attribute.String("url.path", e.Path),
-			attribute.String("server.address", hostOnly(e.Host)),
-			attribute.String("gateway.request_id", e.RequestID),
-		)
-		if e.RoutePath != "" {
-			*attrs = append(*attrs, attribute.String("http.route", e.RoutePath))
-		}
-		if e.Service != "" {
-			*attrs = append(*attrs, attribute.String("gateway.service", e.Service))
-		}
-		if e.Instance != "" {
-			*attrs = append(*attrs, attribute.String("gateway.instance", e.Instance))
-		}
-		q.span.SetAttributes(*attrs...)
-		q.t.putAttrs(attrs)
-		if e.Status >= 500 {
-			q.span.SetStatus(codes.Error, "")
-		}
+	d := &q.rec.d
+	if e.Route != "" {
+		d.name1, d.name2 = e.Method, e.Route
 	}
-	q.span.End()
-}
-
-// getAttrs returns an empty attribute slice from the tracer's pool. The SDK copies
-// what SetAttributes is given, so the slice goes back (putAttrs) right after: no
-// attribute slice is allocated per span.
-func (t *Tracer) getAttrs() *[]attribute.KeyValue {
-	if a, ok := t.attrs.Get().(*[]attribute.KeyValue); ok {
-		return a
-	}
-	a := make([]attribute.KeyValue, 0, 10)
-	return &a
-}
-
-func (t *Tracer) putAttrs(a *[]attribute.KeyValue) {
-	clear(*a) // no strings kept alive from the pool
-	*a = (*a)[:0]
-	t.attrs.Put(a)
+	d.method, d.status, d.path, d.host, d.requestID = e.Method, e.Status, e.Path, e.Host, e.RequestID
+	d.route, d.service, d.instance = e.RoutePath, e.Service, e.Instance
+	d.hasStatus = true
+	d.statusError = e.Status >= 500
+	d.end = endTime(d.start)
+	q.t.batcher.add(q.rec)
 }
 
 // Attempt is the client span of one upstream attempt. The zero Attempt does nothing.
-// Its attributes are set once, at End, together with the outcome: one copy into the
-// SDK's span instead of two.
 type Attempt struct {
-	t                         *Tracer
-	span                      trace.Span
-	method, service, instance string
-	attempt                   int
+	t   *Tracer
+	rec *record
+	gen uint64
 }
 
 // StartAttempt starts the client span of one attempt at instance (host:port) and writes
@@ -290,71 +256,59 @@ func (q Request) StartAttempt(out *http.Request, service, instance string, attem
 	if q.t == nil {
 		return Attempt{}
 	}
-	if psc := q.sc; !psc.IsSampled() {
-		// Parent-based sampling never records the child of an unsampled span: skip the
-		// SDK and send the trace context on with a fresh span id.
-		injectTraceContext(out.Header, psc.TraceID(), randomSpanID(), psc)
+	sid := randomSpanID()
+	injectTraceContext(out.Header, q.tid, sid, q.flags.IsSampled(), q.state)
+	if q.rec == nil {
+		// Parent-based sampling never records the child of an unsampled span: the
+		// trace context goes on with a fresh span id, nothing more.
 		return Attempt{}
 	}
-	_, span := q.t.tracer.Start(q.ctx, out.Method, q.t.clientOpts...)
-	sc := span.SpanContext()
-	injectTraceContext(out.Header, sc.TraceID(), sc.SpanID(), sc)
-	return Attempt{t: q.t, span: span, method: out.Method, service: service, instance: instance, attempt: attempt}
+	rec, gen := q.t.pool.get()
+	d := &rec.d
+	d.tid, d.sid, d.parent, d.flags, d.state = q.tid, sid, q.sid, q.flags, q.state
+	d.kind, d.name1, d.start = trace.SpanKindClient, out.Method, time.Now()
+	d.method, d.service, d.instance = out.Method, service, instance
+	if attempt > 1 {
+		d.resend = attempt - 1
+	}
+	return Attempt{t: q.t, rec: rec, gen: gen}
 }
 
-// End records the attempt's attributes and outcome: the status it answered, or the
-// error it failed with.
+// End records the attempt's outcome, the status it answered or the error it failed
+// with, and hands the span to the exporter. Only the first End of an Attempt counts.
 func (a Attempt) End(resp *http.Response, err error) {
-	if a.span == nil {
+	if a.rec == nil || !a.rec.end(a.gen) {
 		return
 	}
-	if a.span.IsRecording() {
-		host, port := splitHostPort(a.instance)
-		attrs := a.t.getAttrs()
-		*attrs = append(*attrs,
-			attribute.String("http.request.method", a.method),
-			attribute.String("server.address", host),
-			attribute.Int("server.port", port),
-			attribute.String("gateway.service", a.service),
-			attribute.String("gateway.instance", a.instance),
-		)
-		if a.attempt > 1 {
-			*attrs = append(*attrs, attribute.Int("http.request.resend_count", a.attempt-1))
-		}
-		switch {
-		case err != nil:
-			*attrs = append(*attrs, attribute.String("error.type", errorType(err)))
-		case resp != nil:
-			*attrs = append(*attrs, attribute.Int("http.response.status_code", resp.StatusCode))
-		}
-		a.span.SetAttributes(*attrs...)
-		a.t.putAttrs(attrs)
-		switch {
-		case err != nil:
-			a.span.SetStatus(codes.Error, err.Error())
-		case resp != nil && resp.StatusCode >= 400:
-			a.span.SetStatus(codes.Error, "")
-		}
+	d := &a.rec.d
+	switch {
+	case err != nil:
+		d.errType = errorType(err)
+		d.statusError, d.statusMsg = true, err.Error()
+	case resp != nil:
+		d.status, d.hasStatus = resp.StatusCode, true
+		d.statusError = resp.StatusCode >= 400
 	}
-	a.span.End()
+	d.end = endTime(d.start)
+	a.t.batcher.add(a.rec)
 }
 
 // injectTraceContext writes the W3C traceparent of span id sid in trace tid, with the
-// sampled flag of sc, and sc's tracestate (if any) into h: the propagator's output,
-// formatted in place.
-func injectTraceContext(h http.Header, tid trace.TraceID, sid trace.SpanID, sc trace.SpanContext) {
+// sampled flag, and the tracestate (if any) into h: the propagator's output, formatted
+// in place.
+func injectTraceContext(h http.Header, tid trace.TraceID, sid trace.SpanID, sampled bool, state string) {
 	var b [55]byte
 	copy(b[:], "00-")
 	hex.Encode(b[3:35], tid[:])
 	b[35] = '-'
 	hex.Encode(b[36:52], sid[:])
 	copy(b[52:], "-00")
-	if sc.IsSampled() {
+	if sampled {
 		b[54] = '1'
 	}
 	h["Traceparent"] = []string{string(b[:])}
-	if ts := sc.TraceState(); ts.Len() > 0 {
-		h["Tracestate"] = []string{ts.String()}
+	if state != "" {
+		h["Tracestate"] = []string{state}
 	} else {
 		delete(h, "Tracestate")
 	}
@@ -374,7 +328,11 @@ func errorType(err error) string {
 	return "error"
 }
 
+// splitHostPort splits an instance's host:port, (hp, 0) when it has no port.
 func splitHostPort(hp string) (string, int) {
+	if strings.IndexByte(hp, ':') < 0 {
+		return hp, 0 // what net.SplitHostPort's error would give, without the error
+	}
 	h, p, err := net.SplitHostPort(hp)
 	if err != nil {
 		return hp, 0
@@ -383,7 +341,11 @@ func splitHostPort(hp string) (string, int) {
 	return h, n
 }
 
+// hostOnly is the host of a Host header, without the port.
 func hostOnly(h string) string {
+	if strings.IndexByte(h, ':') < 0 {
+		return h // no port, and no net.SplitHostPort error to build
+	}
 	if host, _, err := net.SplitHostPort(h); err == nil {
 		return host
 	}

@@ -25,11 +25,15 @@ import (
 // Span is one received span, flattened: ids in lower-case hex, attributes as strings.
 type Span struct {
 	TraceID, SpanID, ParentID string
+	TraceState                string
 	Name                      string
 	Kind                      tracepb.Span_SpanKind
 	Attrs                     map[string]string
 	Resource                  map[string]string
+	Scope                     string // the instrumentation scope's name
 	StatusError               bool
+	StatusMessage             string
+	Flags                     uint32
 }
 
 // Receiver is an OTLP/HTTP receiver. Start serves one on a loopback port (Server set);
@@ -110,9 +114,10 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				for _, s := range ss.Spans {
 					spans = append(spans, Span{
 						TraceID: hex.EncodeToString(s.TraceId), SpanID: hex.EncodeToString(s.SpanId),
-						ParentID: hex.EncodeToString(s.ParentSpanId), Name: s.Name, Kind: s.Kind,
-						Attrs: attrs(s.Attributes), Resource: res,
-						StatusError: s.GetStatus().GetCode() == tracepb.Status_STATUS_CODE_ERROR,
+						ParentID: hex.EncodeToString(s.ParentSpanId), TraceState: s.TraceState, Name: s.Name, Kind: s.Kind,
+						Attrs: attrs(s.Attributes), Resource: res, Scope: ss.GetScope().GetName(),
+						StatusError:   s.GetStatus().GetCode() == tracepb.Status_STATUS_CODE_ERROR,
+						StatusMessage: s.GetStatus().GetMessage(), Flags: s.Flags,
 					})
 				}
 			}
