@@ -5,20 +5,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/infinityxone/gateway/internal/testenv"
 )
-
-// processCPU is the CPU time (user + system) this process has used: with the machine
-// shared, it is a steadier measure of cost than wall time.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // BenchmarkTracing: the plain route with no tracing block, with sample_ratio = 0 (spans
 // started but not recorded; trace context still propagated) and with sample_ratio = 1
@@ -44,9 +35,9 @@ func BenchmarkTracing(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer g.closeLogs()
-			cpu0 := processCPU()
+			cpu0 := testenv.ProcessCPU(b)
 			benchServe(b, g, "/plain", client)
-			b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(testenv.ProcessCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
 		})
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -112,7 +111,7 @@ func BenchmarkRedis(b *testing.B) {
 
 				trips0 := hook.roundTrips()
 				cpu0 := redisCPU(b, admin)
-				self0 := processCPU(b)
+				self0 := testenv.ProcessCPU(b)
 				lat := make([][]time.Duration, conc)
 				var next atomic.Int64
 				b.ReportAllocs()
@@ -143,7 +142,7 @@ func BenchmarkRedis(b *testing.B) {
 				elapsed := time.Since(start)
 				b.StopTimer()
 				cpu := redisCPU(b, admin) - cpu0
-				self := processCPU(b) - self0
+				self := testenv.ProcessCPU(b) - self0
 
 				all := slices.Concat(lat...)
 				slices.Sort(all)
@@ -177,16 +176,6 @@ func redisCPU(tb testing.TB, c *redis.Client) time.Duration {
 		}
 	}
 	return time.Duration(total * float64(time.Second))
-}
-
-// processCPU is this process's user+system CPU time so far: the client side
-// of a decision (go-redis, the coalescer, the benchmark's own loop).
-func processCPU(tb testing.TB) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func benchKeys(n int) []string {

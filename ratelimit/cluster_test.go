@@ -224,7 +224,7 @@ func BenchmarkRedisCluster(b *testing.B) {
 					}
 					return sum
 				}
-				cpu0, self0 := redisCPUs(), processCPU(b)
+				cpu0, self0 := redisCPUs(), testenv.ProcessCPU(b)
 				var next atomic.Int64
 				b.ResetTimer()
 				start := time.Now()
@@ -247,7 +247,7 @@ func BenchmarkRedisCluster(b *testing.B) {
 				b.StopTimer()
 				b.ReportMetric(float64(b.N)/elapsed.Seconds(), "decisions/s")
 				b.ReportMetric((redisCPUs()-cpu0).Seconds()*1e6/float64(b.N), "redis-cpu-µs/decision")
-				b.ReportMetric((processCPU(b)-self0).Seconds()*1e6/float64(b.N), "client-cpu-µs/decision")
+				b.ReportMetric((testenv.ProcessCPU(b)-self0).Seconds()*1e6/float64(b.N), "client-cpu-µs/decision")
 			})
 		}
 	}

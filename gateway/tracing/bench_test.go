@@ -6,16 +6,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
-)
 
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+	"github.com/infinityxone/gateway/internal/testenv"
+)
 
 // BenchmarkRequestSpans: what tracing adds to one proxied request, export included: a
 // server span, one client span (traceparent written upstream) and their share of the
@@ -44,7 +39,7 @@ func BenchmarkRequestSpans(b *testing.B) {
 			resp := &http.Response{StatusCode: 200}
 			e := Ended{Method: "GET", Route: "items", RoutePath: "/api/*", Path: "/api/items", Host: "gw.example:8080",
 				Service: "items", Instance: "127.0.0.1:9000", RequestID: "01HZYX3J8Q5W2V7K9M4N6P0R1S", Status: 200}
-			cpu0 := processCPU()
+			cpu0 := testenv.ProcessCPU(b)
 			b.ReportAllocs()
 			for b.Loop() {
 				q := tr.StartRequest(in)
@@ -57,7 +52,7 @@ func BenchmarkRequestSpans(b *testing.B) {
 			if err := tr.ForceFlush(ctx); err != nil {
 				b.Fatal(err)
 			}
-			b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(testenv.ProcessCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
 		})
 	}
 }
