@@ -24,7 +24,9 @@ import (
 // (-bootstrap-expect 3) with one client agent, which the instances register
 // through and the gateways watch, and a Redis Cluster of six nodes (three masters,
 // three replicas, made by redis-cli --cluster create), which the gateways'
-// redis block is rewritten to use (addresses = the six nodes).
+// redis block is rewritten to use (addresses = the six nodes). With Options.Mesh
+// too, the servers run Connect's CA and every instance's sidecar registers through
+// the client agent, as in a production datacenter.
 
 // clusterFormTimeout bounds how long the clusters may take to form.
 const clusterFormTimeout = 2 * time.Minute
@@ -97,7 +99,13 @@ func (s *Stack) RedisAddrs() []string {
 // the client agent.
 func (s *Stack) startConsulCluster(ctx context.Context, bin string) error {
 	cfg := filepath.Join(s.Dir, "consul.hcl")
-	if err := os.WriteFile(cfg, []byte(tools.ConsulClusterConfig), 0o644); err != nil {
+	text := tools.ConsulClusterConfig
+	if s.opts.Mesh {
+		// A dev agent has Connect on by default; a datacenter's servers run the CA
+		// only when told to.
+		text += "connect { enabled = true }\n"
+	}
+	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
 		return err
 	}
 	const servers = 3
@@ -191,18 +199,26 @@ func (s *Stack) useRedisCluster() error {
 // catalogPassing waits until the catalog (the servers, not only the client agent
 // the instances registered with) lists every instance of every service as
 // passing: a client agent syncs its services to the servers a moment after it
-// accepts them, and the gateways read the servers' view.
+// accepts them, and the gateways read the servers' view. In the mesh variant it
+// also waits for every instance's sidecar, which is what the gateways route to
+// (/v1/health/connect).
 func (s *Stack) catalogPassing(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, clusterFormTimeout)
 	defer cancel()
+	views := []string{"service"}
+	if s.opts.Mesh {
+		views = append(views, "connect")
+	}
 	return tools.Poll(ctx, 50*time.Millisecond, func(ctx context.Context) error {
 		for _, svc := range s.opts.Services {
-			var entries []json.RawMessage
-			if err := tools.GetJSON(ctx, s.client, "http://"+s.Consul.Addr+"/v1/health/service/"+url.PathEscape(svc.Name)+"?passing=1", &entries); err != nil {
-				return err
-			}
-			if len(entries) != svc.Instances {
-				return fmt.Errorf("the catalog lists %d passing instances of %s, want %d", len(entries), svc.Name, svc.Instances)
+			for _, view := range views {
+				var entries []json.RawMessage
+				if err := tools.GetJSON(ctx, s.client, "http://"+s.Consul.Addr+"/v1/health/"+view+"/"+url.PathEscape(svc.Name)+"?passing=1", &entries); err != nil {
+					return err
+				}
+				if len(entries) != svc.Instances {
+					return fmt.Errorf("the catalog lists %d passing %s instances of %s, want %d", len(entries), view, svc.Name, svc.Instances)
+				}
 			}
 		}
 		return nil

@@ -16,14 +16,47 @@ import (
 // one gateway replica on deploy/gateway-mesh.hcl. The gateway reaches each service
 // through its sidecar only, over mutual TLS.
 func TestStackMesh(t *testing.T) {
+	checkMesh(t, startMesh(t, false))
+}
+
+// TestStackMeshOnCluster runs the mesh variant on the cluster topology (`make stack
+// STACK_FLAGS="-mesh -cluster"`): the CA runs on three Consul servers, the instances
+// and their sidecars register through the client agent, and the gateway's leaf and
+// the sidecars' certificates come from the servers.
+func TestStackMeshOnCluster(t *testing.T) {
+	s := startMesh(t, true)
+	if len(s.ConsulServers) != 3 || s.Redis != nil {
+		t.Fatalf("topology: %d consul servers, single redis %v", len(s.ConsulServers), s.Redis != nil)
+	}
+	checkMesh(t, s)
+	// The servers hold the CA: every one of them knows the active root.
+	for _, srv := range s.ConsulServers {
+		var roots struct {
+			ActiveRootID string
+			Roots        []struct{ ID string }
+		}
+		r := newClient().get("http://" + srv.Addr + "/v1/connect/ca/roots")
+		if r.err != nil || r.status != http.StatusOK {
+			t.Fatalf("%s: CA roots: %v %d", srv.Name, r.err, r.status)
+		}
+		if err := json.Unmarshal([]byte(r.body), &roots); err != nil || roots.ActiveRootID == "" || len(roots.Roots) == 0 {
+			t.Fatalf("%s: CA roots %q: %v", srv.Name, r.body, err)
+		}
+	}
+}
+
+// startMesh starts the mesh variant with one gateway and one instance of users and
+// orders, on the cluster topology when cluster is set.
+func startMesh(t *testing.T, cluster bool) *stack.Stack {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	s, err := stack.Start(ctx, stack.Options{
-		Mesh: true, Gateways: 1,
+		Mesh: true, Cluster: cluster, Gateways: 1,
 		Services: []stack.Service{{Name: "users", Instances: 1, Tags: []string{"v1"}}, {Name: "orders", Instances: 1, Tags: []string{"v1"}}},
 	})
 	if err != nil {
-		t.Fatalf("start mesh stack: %v", err)
+		t.Fatalf("start mesh stack (cluster %v): %v", cluster, err)
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -35,6 +68,13 @@ func TestStackMesh(t *testing.T) {
 			t.Errorf("stop: %v", err)
 		}
 	})
+	return s
+}
+
+// checkMesh checks that the gateway reaches each service through its sidecar only,
+// over mutual TLS.
+func checkMesh(t *testing.T, s *stack.Stack) {
+	t.Helper()
 	g := s.Gateways[0]
 	c := newClient()
 	users := s.ServiceInstances("users")[0]

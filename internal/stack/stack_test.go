@@ -358,7 +358,12 @@ func TestStack(t *testing.T) {
 
 // processes lists every process of the stack.
 func processes(s *stack.Stack) []*proc.Process {
-	ps := []*proc.Process{s.Consul, s.Redis}
+	ps := []*proc.Process{s.Consul}
+	if s.Redis != nil {
+		ps = append(ps, s.Redis)
+	}
+	ps = append(ps, s.ConsulServers...)
+	ps = append(ps, s.RedisNodes...)
 	for _, in := range s.Instances {
 		ps = append(ps, in.Process)
 		if in.Sidecar != nil {

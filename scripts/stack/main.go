@@ -4,12 +4,13 @@
 // deploy/gateway.hcl. It prints the addresses and a sample token, and on Ctrl-C
 // stops everything by PID (gateways first, so each one drains).
 //
-//	go run ./scripts/stack [-gateways 3] [-instances 2] [-port 8081] [-jwt-secret S] [-keep] [-mesh | -cluster]
+//	go run ./scripts/stack [-gateways 3] [-instances 2] [-port 8081] [-jwt-secret S] [-keep] [-mesh] [-cluster]
 //
 // -mesh runs the mesh variant (docker-compose.mesh.yml): every instance behind a
 // Consul Connect sidecar, the replicas on deploy/gateway-mesh.hcl.
 // -cluster runs it on a three-server Consul datacenter with a client agent and a
-// six-node Redis Cluster instead of one dev agent and one redis-server.
+// six-node Redis Cluster instead of one dev agent and one redis-server. The two
+// combine: -mesh -cluster puts the sidecars on the datacenter.
 //
 // It is what `make stack` runs; see internal/stack.
 package main
@@ -55,10 +56,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "stack: unexpected arguments %v\n", fs.Args())
-		return 2
-	}
-	if *mesh && *cluster {
-		fmt.Fprintln(stderr, "stack: -mesh and -cluster are not combined yet: pick one")
 		return 2
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "stack", Output: stderr, Level: hclog.Info})
