@@ -472,29 +472,27 @@ func (h *harness) waitReady(p *proc.Process, url string, headers []string) error
 		k, v, _ := strings.Cut(hd, ":")
 		req.Header.Set(k, strings.TrimSpace(v))
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	var last error
-	for time.Now().Before(deadline) {
+	var exited error
+	err = h.pollFor(p.Name+" at "+url, 15*time.Second, 50*time.Millisecond, func() error {
 		if !p.Running() {
-			return fmt.Errorf("%s exited before it answered (log: %s)", p.Name, p.LogPath)
+			exited = fmt.Errorf("%s exited before it answered (log: %s)", p.Name, p.LogPath)
+			return nil
 		}
 		resp, err := c.Do(req)
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK && string(b) == backendBody {
-				return nil
-			}
-			err = fmt.Errorf("status %d, body %q", resp.StatusCode, b)
+		if err != nil {
+			return err
 		}
-		last = err
-		select {
-		case <-h.ctx.Done():
-			return h.ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || string(b) != backendBody {
+			return fmt.Errorf("status %d, body %q", resp.StatusCode, b)
 		}
+		return nil
+	})
+	if exited != nil {
+		return exited
 	}
-	return fmt.Errorf("%s not ready at %s: %v", p.Name, url, last)
+	return err
 }
 
 // benchToken makes a random HS256 secret and a token for the JWT target: subject

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -85,19 +86,20 @@ func (h *harness) startMesh(backendAddr string) (string, error) {
 
 // poll calls cond every 50 ms until it returns nil, for at most 30 s.
 func (h *harness) poll(what string, cond func() error) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("waiting for %s: %w", what, err)
-		}
-		select {
-		case <-h.ctx.Done():
-			return h.ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
+	return h.pollFor(what, 30*time.Second, 50*time.Millisecond, cond)
+}
+
+// pollFor calls cond every interval until it returns nil, for at most timeout or
+// until the harness is interrupted.
+func (h *harness) pollFor(what string, timeout, interval time.Duration, cond func() error) error {
+	ctx, cancel := context.WithTimeout(h.ctx, timeout)
+	defer cancel()
+	err := tools.Poll(ctx, interval, func(context.Context) error { return cond() })
+	if err != nil && h.ctx.Err() != nil {
+		return h.ctx.Err()
 	}
+	if err != nil {
+		return fmt.Errorf("waiting for %s: %w", what, err)
+	}
+	return nil
 }
