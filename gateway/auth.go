@@ -33,7 +33,8 @@ type authProvider struct {
 	vec      *prometheus.CounterVec
 }
 
-func newAuthProvider(c config.JWT, log hclog.Logger, m *Metrics) (*authProvider, error) {
+// newVerifier is a jwt block's verifier; it reads public_key_file but does no network I/O.
+func newVerifier(c config.JWT, log hclog.Logger) (*jwtauth.Verifier, error) {
 	v, err := jwtauth.New(jwtauth.Provider{
 		Name:          c.Name,
 		Algorithms:    c.Algorithms,
@@ -48,6 +49,14 @@ func newAuthProvider(c config.JWT, log hclog.Logger, m *Metrics) (*authProvider,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: jwt %q: %w", c.Pos, c.Name, err)
+	}
+	return v, nil
+}
+
+func newAuthProvider(c config.JWT, log hclog.Logger, m *Metrics) (*authProvider, error) {
+	v, err := newVerifier(c, log)
+	if err != nil {
+		return nil, err
 	}
 	p := &authProvider{
 		name: c.Name, auth: v, stop: v.Stop, cookie: c.TokenCookie, query: c.TokenQuery,

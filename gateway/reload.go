@@ -382,11 +382,11 @@ func (g *Gateway) swap(cfg *config.Config) error {
 	g.warnRestartOnly(cfg)
 	var cert *tls.Certificate
 	if t := cfg.Gateway.TLS; t != nil && g.tlsConf != nil {
-		c, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		c, err := readCertificate(t)
 		if err != nil {
-			return fmt.Errorf("%s: tls: %w", t.Pos, err)
+			return err
 		}
-		cert = &c
+		cert = c
 	}
 	st, err := g.build(cfg, prev)
 	if err != nil {
@@ -468,13 +468,22 @@ func (g *Gateway) warnRestartOnly(cfg *config.Config) {
 	}
 }
 
-// loadCertificate reads the listener's certificate files.
-func (g *Gateway) loadCertificate(t *config.TLS) error {
+// readCertificate reads the listener's certificate and key files.
+func readCertificate(t *config.TLS) (*tls.Certificate, error) {
 	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
 	if err != nil {
-		return fmt.Errorf("%s: tls: %w", t.Pos, err)
+		return nil, fmt.Errorf("%s: tls: %w", t.Pos, err)
 	}
-	g.cert.Store(&cert)
+	return &cert, nil
+}
+
+// loadCertificate reads the listener's certificate files.
+func (g *Gateway) loadCertificate(t *config.TLS) error {
+	cert, err := readCertificate(t)
+	if err != nil {
+		return err
+	}
+	g.cert.Store(cert)
 	return nil
 }
 

@@ -272,6 +272,12 @@ func (c *cli) cmdValidate(args []string) int {
 	if !ok {
 		return exitError
 	}
+	if errs := gateway.CheckFiles(cfg); len(errs) > 0 {
+		for _, err := range errs {
+			fmt.Fprintln(c.stderr, err)
+		}
+		return exitError
+	}
 	fmt.Fprintf(c.stdout, "%s: ok (%d routes, %d services)\n", path, len(cfg.Routes), len(cfg.Services))
 	return exitOK
 }

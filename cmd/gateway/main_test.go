@@ -3,6 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -573,5 +578,74 @@ func hclBlocks(md string) []string {
 		}
 		out = append(out, block)
 		md = after
+	}
+}
+
+// TestValidateReadsFiles: validate refuses what run would refuse on disk (a missing or
+// unreadable certificate, a public_key_file that is missing or holds no public key),
+// with the FILE:LINE:COL of the block that names the file, and passes once they exist.
+func TestValidateReadsFiles(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	pubFile := filepath.Join(dir, "pub.pem")
+	cfgFile := filepath.Join(dir, "gateway.hcl")
+	src := `gateway {
+  address = "127.0.0.1:0"
+  tls {
+    cert_file = "` + certFile + `"
+    key_file  = "` + keyFile + `"
+  }
+}
+jwt "idp" {
+  algorithms      = ["ES256"]
+  public_key_file = "` + pubFile + `"
+}
+service "a" {
+  instance { address = "127.0.0.1:9000" }
+}
+route "r" {
+  path    = "/x"
+  service = "a"
+  jwt     = "idp"
+}
+`
+	if err := os.WriteFile(cfgFile, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	validate := func() (int, []string) {
+		var out, errb bytes.Buffer
+		code := run([]string{"validate", cfgFile}, &out, &errb)
+		return code, strings.Split(strings.TrimSpace(errb.String()), "\n")
+	}
+
+	code, lines := validate()
+	if code != exitError || len(lines) != 2 ||
+		!strings.HasPrefix(lines[0], cfgFile+":3:3: tls: open "+certFile+": no such file") ||
+		!strings.HasPrefix(lines[1], cfgFile+`:8:1: jwt "idp": `) || !strings.Contains(lines[1], pubFile) {
+		t.Fatalf("files missing: exit %d, stderr:\n%s", code, strings.Join(lines, "\n"))
+	}
+
+	writeCert(t, certFile, keyFile, 1)
+	if err := os.WriteFile(pubFile, []byte("not a key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, lines = validate()
+	if code != exitError || len(lines) != 1 || !strings.HasPrefix(lines[0], cfgFile+`:8:1: jwt "idp": `) {
+		t.Fatalf("key file without a key: exit %d, stderr:\n%s", code, strings.Join(lines, "\n"))
+	}
+
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pubFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, lines = validate(); code != exitOK {
+		t.Fatalf("files in place: exit %d, stderr:\n%s", code, strings.Join(lines, "\n"))
 	}
 }
