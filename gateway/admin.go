@@ -47,6 +47,8 @@ type RouteInfo struct {
 	// name, "" for none).
 	Compress bool   `json:"compress"`
 	Cache    string `json:"cache"`
+	// Metadata is the route's free-form metadata map ({} for none).
+	Metadata map[string]string `json:"metadata"`
 }
 
 // ServiceInfo is one row of /admin/services.
@@ -78,7 +80,10 @@ func (g *Gateway) routeInfo() []RouteInfo {
 	for _, rt := range routes {
 		c := rt.Config
 		out = append(out, RouteInfo{Name: c.Name, Hosts: nonNil(c.Hosts), Methods: nonNil(c.Methods), Path: c.Path, Service: c.Service,
-			Compress: c.Compress, Cache: c.Cache})
+			Compress: c.Compress, Cache: c.Cache, Metadata: c.Metadata})
+		if out[len(out)-1].Metadata == nil {
+			out[len(out)-1].Metadata = map[string]string{}
+		}
 	}
 	return out
 }

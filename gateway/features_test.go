@@ -217,7 +217,8 @@ func TestAccessLogFormats(t *testing.T) {
 
 func TestAdminEndpoints(t *testing.T) {
 	b := echoBackend(t, "a")
-	src := strings.Replace(basicConfig, `address = "127.0.0.1:0"`, `address = "127.0.0.1:0"`, 1) + `
+	src := strings.Replace(basicConfig, `path = "/files/*"`, `path = "/files/*"
+  metadata = { team = "storage", tier = "2" }`, 1) + `
 admin { address = "127.0.0.1:0" }`
 	g, _, _, _ := runGateway(t, src, map[string]string{"A": hostOf(b.Server)})
 	admin := "http://" + g.AdminAddr()
@@ -241,8 +242,13 @@ admin { address = "127.0.0.1:0" }`
 	}
 	_, routes := get(t, admin+"/admin/routes")
 	var rs []RouteInfo
-	if err := json.Unmarshal([]byte(routes), &rs); err != nil || len(rs) != 4 || rs[1].Path != "/api/users/:id" || rs[1].Service != "a" {
+	if err := json.Unmarshal([]byte(routes), &rs); err != nil || len(rs) != 4 || rs[1].Path != "/api/users/:id" || rs[1].Service != "a" ||
+		rs[2].Name != "files" || len(rs[2].Metadata) != 2 || rs[2].Metadata["team"] != "storage" || rs[2].Metadata["tier"] != "2" {
 		t.Fatalf("routes %s (%v)", routes, err)
+	}
+	var raw []map[string]any
+	if err := json.Unmarshal([]byte(routes), &raw); err != nil || raw[0]["metadata"] == nil {
+		t.Fatalf("a route without metadata should show an empty map: %s", routes)
 	}
 	_, services := get(t, admin+"/admin/services")
 	var ss []ServiceInfo
