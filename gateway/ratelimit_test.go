@@ -161,18 +161,25 @@ func TestRateLimitStoreDown(t *testing.T) {
 		t.Fatalf("deny: %d %s", resp.StatusCode, body)
 	}
 	for i := 0; i < 5; i++ {
-		if resp, _ := get(t, g.URL+"/allow"); resp.StatusCode != 200 {
-			t.Fatalf("allow: %d", resp.StatusCode)
+		resp, _ := get(t, g.URL+"/allow")
+		// Nothing was counted: the limit and policy are shown, no remaining or reset.
+		h := resp.Header
+		if resp.StatusCode != 200 || h.Get("Ratelimit-Limit") == "" || h.Get("Ratelimit-Policy") == "" ||
+			h["Ratelimit-Remaining"] != nil || h["Ratelimit-Reset"] != nil {
+			t.Fatalf("allow: %d %v", resp.StatusCode, h)
 		}
 	}
-	// local: this replica's share is 6 / 3 = 2 requests per minute.
+	// local: this replica's share is 6 / 3 = 2 requests per minute, with its counts shown.
 	var codes []int
+	var remaining []string
 	for i := 0; i < 4; i++ {
 		resp, _ := get(t, g.URL+"/local")
 		codes = append(codes, resp.StatusCode)
+		remaining = append(remaining, resp.Header.Get("Ratelimit-Remaining"))
 	}
-	if codes[0] != 200 || codes[1] != 200 || codes[2] != 429 || codes[3] != 429 {
-		t.Fatalf("local: %v", codes)
+	if codes[0] != 200 || codes[1] != 200 || codes[2] != 429 || codes[3] != 429 ||
+		remaining[0] != "1" || remaining[2] != "0" {
+		t.Fatalf("local: %v, RateLimit-Remaining %q", codes, remaining)
 	}
 	mustContainMetric(t, g, `gateway_ratelimit_decisions_total{policy="deny",result="error"}`)
 
