@@ -79,11 +79,12 @@ func (g *Gateway) routeInfo() []RouteInfo {
 	out := make([]RouteInfo, 0, len(routes))
 	for _, rt := range routes {
 		c := rt.Config
-		out = append(out, RouteInfo{Name: c.Name, Hosts: nonNil(c.Hosts), Methods: nonNil(c.Methods), Path: c.Path, Service: c.Service,
-			Compress: c.Compress, Cache: c.Cache, Metadata: c.Metadata})
-		if out[len(out)-1].Metadata == nil {
-			out[len(out)-1].Metadata = map[string]string{}
+		md := c.Metadata
+		if md == nil {
+			md = map[string]string{}
 		}
+		out = append(out, RouteInfo{Name: c.Name, Hosts: nonNil(c.Hosts), Methods: nonNil(c.Methods), Path: c.Path, Service: c.Service,
+			Compress: c.Compress, Cache: c.Cache, Metadata: md})
 	}
 	return out
 }
